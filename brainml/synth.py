@@ -33,6 +33,8 @@ from scipy import ndimage
 GENERATOR_VERSION = "1"
 CLASS_NAMES = ("glioma", "meningioma", "notumor", "pituitary")
 CONTRASTS = ("T1", "T1c", "T2", "FLAIR")
+# Public tumor sets are mostly post-contrast T1 (figshare, and so the Kaggle set built on it), then T2 and FLAIR.
+CONTRAST_WEIGHTS = (0.15, 0.45, 0.25, 0.15)
 PLANES = ("axial", "coronal", "sagittal")
 ASSET = Path(__file__).parent / "assets" / "colin27_head.npz"
 
@@ -43,7 +45,7 @@ SELLA_MNI = np.array([0.0, 2.0, -27.0])
 # T1 (CSF dark, white matter brighter than grey), T2 (CSF bright, white matter darker), FLAIR (CSF suppressed).
 TISSUE_MEANS = {
     #          csf   grey  white  fat   bone  soft   edema  necrosis solid  rim   mening pituit
-    "T1":    (0.10, 0.42, 0.60, 0.90, 0.04, 0.32, 0.34, 0.14, 0.34, 0.38, 0.40, 0.40),
+    "T1":    (0.10, 0.42, 0.60, 0.90, 0.04, 0.32, 0.34, 0.14, 0.30, 0.36, 0.33, 0.34),
     "T1c":   (0.10, 0.42, 0.60, 0.90, 0.04, 0.36, 0.34, 0.14, 0.48, 0.88, 0.86, 0.66),
     "T2":    (0.95, 0.55, 0.38, 0.70, 0.05, 0.30, 0.82, 0.92, 0.70, 0.62, 0.58, 0.60),
     "FLAIR": (0.10, 0.55, 0.42, 0.65, 0.05, 0.30, 0.88, 0.30, 0.76, 0.68, 0.60, 0.56),
@@ -172,7 +174,7 @@ def _lesion(label, fractions, brain, sella, rng, config, means):
     intracranial = ndimage.binary_fill_holes(brain)
     # Mostly the medium-to-large lesions public data sets show, with a tail of small ones (a few mm) to keep it hard.
     low, high = config.lesion_radius_mm
-    radius = float(rng.uniform(low, 8.0) if rng.uniform() < 0.3 else rng.uniform(8.0, high))
+    radius = float(rng.uniform(low, 8.0) if rng.uniform() < 0.2 else rng.uniform(8.0, high))
     if label == "glioma":
         white = fractions[2] * ndimage.binary_erosion(intracranial, iterations=int(radius * 0.5) + 2)
         if white.sum() < 20:
@@ -244,7 +246,7 @@ def generate_case(rng: np.random.Generator, label: str, config: SynthConfig = Sy
     """Make one synthetic slice of the given class ("glioma", "meningioma", "notumor", "pituitary")."""
     if label not in CLASS_NAMES:
         raise ValueError(f"unknown class {label!r}; expected one of {CLASS_NAMES}")
-    contrast = str(rng.choice(CONTRASTS))
+    contrast = str(rng.choice(CONTRASTS, p=CONTRAST_WEIGHTS))
     plane = str(rng.choice(PLANES, p=np.array(config.plane_weights) / sum(config.plane_weights)))
     level = _level_for(label, plane, rng)
     t1_slice, brain, sella = _anatomy_slice(plane, level)

@@ -1,0 +1,190 @@
+"""``python -m brainml``: parse, call the library, print (``--json`` for machines).
+
+Each subcommand is one library call; this module only translates arguments and prints results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.handler(args) or 0
+    except (ValueError, OSError) as error:  # ScanError, DatasetError, BundleError, ModelError are ValueErrors
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m brainml",
+        description="BrainML: brain tumor detection and type classification on 2D MRI slices, with heatmaps.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    synth = commands.add_parser("synth", help="generate the synthetic MRI data set (Kaggle layout) or a contact sheet")
+    synth.add_argument("--out", help="folder to write the data set to")
+    synth.add_argument("--n", type=int, default=2000, help="number of images (default 2000)")
+    synth.add_argument("--seed", type=int, default=1, help="random seed; the same seed gives the same bytes")
+    synth.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    synth.add_argument("--test-fraction", type=float, default=0.2, help="share of images in Testing/ (default 0.2)")
+    synth.add_argument("--workers", type=int, default=None, help="processes to use (default: all cores)")
+    synth.add_argument("--sheet", help="write a contact sheet PNG of --n cases (default 32) instead of a data set")
+    synth.set_defaults(handler=_synth)
+
+    train = commands.add_parser("train", help="train a detector or a type classifier and write its bundle")
+    train.add_argument("--task", choices=("detect", "classify"), required=True)
+    train.add_argument("--data", required=True, help="data set folder (Kaggle, sartaj, yes/no or folder-per-class layout)")
+    train.add_argument("--out", required=True, help="bundle path without suffix, e.g. models/detector")
+    train.add_argument("--arch", default="compact", help="compact (default), seed-cnn, mobilenetv2, efficientnetb0, vgg16, xception")
+    train.add_argument("--weights", default="none", help="none (default), imagenet, or a local weights file for a backbone")
+    train.add_argument("--epochs", type=int, default=20)
+    train.add_argument("--batch", type=int, default=64, help="batch size per replica")
+    train.add_argument("--lr", type=float, default=2e-3, help="learning rate")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--val-split", type=float, default=0.15, help="share of training images held out for validation")
+    train.add_argument("--recall-target", type=float, default=0.98, help="detector: minimum validation recall of the threshold")
+    train.add_argument("--threshold-rule", default="min_recall", choices=("min_recall", "youden", "max_accuracy", "max_f1"))
+    train.add_argument("--size", type=int, default=128, help="model input side in pixels (default 128)")
+    train.add_argument("--patience", type=int, default=5, help="epochs without validation improvement before stopping")
+    train.add_argument("--max-images", type=int, default=None, help="cap on images per split (quick trials)")
+    train.add_argument("--distribute", choices=("mirrored", "multiworker"), default=None,
+                       help="train inside a tf.distribute strategy (several GPUs, or several hosts via TF_CONFIG)")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="metrics of a bundle on labelled data (held-out split)")
+    evaluate.add_argument("--model", required=True, help="model card, e.g. models/detector.json")
+    evaluate.add_argument("--data", required=True, help="data set folder")
+    evaluate.add_argument("--split", default="Testing", help="Testing (default), Training, or all")
+    evaluate.add_argument("--update-card", action="store_true", help="store the labels and scores in the card for the threshold explorer")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(handler=_evaluate)
+
+    predict = commands.add_parser("predict", help="verdict, P(tumor) and tumor type for image/DICOM/NIfTI files")
+    predict.add_argument("files", nargs="+", help="scans to read (PNG, JPEG, TIFF, BMP, WebP, GIF, DICOM, zip, NIfTI)")
+    predict.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the detector card's)")
+    predict.add_argument("--detector", default=str(DEFAULT_MODELS / "detector.json"))
+    predict.add_argument("--classifier", default=str(DEFAULT_MODELS / "classifier.json"), help="'none' for detector only")
+    predict.add_argument("--slice", type=int, default=None, help="slice of a volume to read (default: the one with most brain)")
+    predict.add_argument("--json", action="store_true", help="one JSON object per input, one per line")
+    predict.set_defaults(handler=_predict)
+    return parser
+
+
+def _synth(args) -> int:
+    from . import synth
+
+    config = synth.SynthConfig(size=args.size)
+    if args.sheet:
+        count = args.n if args.n != 2000 else 32
+        synth.contact_sheet(synth.sample_cases(count, args.seed, config)).save(args.sheet)
+        print(f"wrote {args.sheet} ({count} cases, seed {args.seed})")
+        return 0
+    if not args.out:
+        raise ValueError("synth needs --out DIR (or --sheet FILE.png).")
+    out = synth.generate_dataset(args.out, args.n, args.seed, config, args.test_fraction, args.workers, _progress_bar("synth"))
+    print(f"\nwrote {args.n} images to {out} (seed {args.seed}, {args.size}px)")
+    return 0
+
+
+def _train(args) -> int:
+    from .train import TrainConfig, train
+
+    config = TrainConfig(
+        task=args.task, data=args.data, out=args.out, arch=args.arch, weights=args.weights, epochs=args.epochs,
+        batch_size=args.batch, learning_rate=args.lr, seed=args.seed, val_split=args.val_split,
+        recall_target=args.recall_target, threshold_rule=args.threshold_rule, size=args.size, patience=args.patience,
+        max_images=args.max_images, distribute=args.distribute,
+    )
+    result = train(config, log=lambda line: print(line, flush=True))
+    print(_summary(result.card.metrics))
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluate import evaluate_path
+
+    split = {"testing": "test", "test": "test", "training": "train", "train": "train", "all": "all"}.get(args.split.lower())
+    if split is None:
+        raise ValueError(f"Unknown --split {args.split!r}; use Testing, Training or all.")
+    evaluation = evaluate_path(args.model, args.data, split, update_card=args.update_card)
+    if args.json:
+        print(json.dumps(evaluation.report, allow_nan=False))
+    else:
+        print(_summary(evaluation.report))
+        for path, reason in evaluation.failures[:10]:
+            print(f"  unreadable: {path}: {reason}")
+        if args.update_card:
+            print(f"stored {len(evaluation.labels)} held-out labels and scores in {args.model}")
+    return 0
+
+
+def _predict(args) -> int:
+    from .io import ScanError, read_scan
+    from .predict import Cascade
+
+    classifier = None if args.classifier.lower() == "none" else args.classifier
+    cascade = Cascade.from_paths(args.detector, classifier)
+    for file in args.files:
+        record = {"file": file, "ok": False, "error": None, "tumor_probability": None, "tumor": None,
+                  "threshold": None, "type": None, "type_probabilities": None, "models": cascade.model_labels}
+        try:
+            scan = read_scan(file, name=os.path.basename(file), slice_index=args.slice)
+            diagnosis = cascade.run([scan.image], threshold=args.threshold)[0]
+            record.update(diagnosis.to_dict(), ok=True)
+        except ScanError as error:
+            record["error"] = str(error)
+        print(json.dumps(record) if args.json else _verdict_line(record), flush=True)
+    return 0
+
+
+def _verdict_line(record: dict) -> str:
+    if not record["ok"]:
+        return f"{record['file']}: could not read: {record['error']}"
+    verdict = "TUMOR" if record["tumor"] else "no tumor"
+    kind = f", type {record['type']}" if record["type"] else ""
+    return f"{record['file']}: {verdict} (P(tumor) {record['tumor_probability']:.3f} at threshold {record['threshold']:.3f}{kind})"
+
+
+def _summary(report: dict) -> str:
+    if report.get("task") == "detect":
+        lines = [f"detector on {report['n']} held-out images at threshold {report['threshold']:.4f}:"]
+        for name in ("recall", "specificity", "precision", "accuracy", "f1", "roc_auc"):
+            low, high = report.get(f"{name}_ci") or (None, None)
+            interval = f" (95% CI {low:.3f}-{high:.3f})" if low is not None and high is not None else ""
+            value = report.get(name)
+            lines.append(f"  {name:<12} {value:.4f}{interval}" if value is not None else f"  {name:<12} n/a")
+        return "\n".join(lines)
+    lines = [f"classifier on {report['n']} held-out images: accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}"]
+    for name, values in report.get("per_class", {}).items():
+        lines.append(f"  {name:<11} precision {values['precision'] or 0:.3f} recall {values['recall'] or 0:.3f} "
+                     f"f1 {values['f1'] or 0:.3f} n={values['support']}")
+    return "\n".join(lines)
+
+
+def _progress_bar(label: str):
+    import time
+
+    started = time.time()
+
+    def show(done: int, total: int) -> None:
+        if done % 50 and done != total:
+            return
+        elapsed = time.time() - started
+        eta = elapsed / done * (total - done)
+        bar = "#" * int(30 * done / total)
+        print(f"\r{label} [{bar:<30}] {done}/{total} {done / max(elapsed, 1e-9):.0f}/s ETA {eta:.0f}s", end="", file=sys.stderr, flush=True)
+
+    return show

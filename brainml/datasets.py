@@ -1,0 +1,242 @@
+"""Finding labelled images on disk, splitting them honestly, and feeding them to Keras.
+
+Layouts understood (folder names matched case-insensitively):
+
+- Kaggle "Brain Tumor MRI Dataset": ``Training/`` and ``Testing/``, each with ``glioma meningioma notumor pituitary``;
+- sartajbhuvaji's set: the same splits with ``glioma_tumor meningioma_tumor no_tumor pituitary_tumor``;
+- navoneel / Br35H: ``yes/`` and ``no/`` (Br35H's unlabelled ``pred/`` is ignored);
+- any folder-per-class tree, with or without split folders.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .io import ScanError, read_scan
+from .preprocess import PrepSpec, prepare
+
+TUMOR_TYPES = ("glioma", "meningioma", "notumor", "pituitary")
+DETECT_CLASSES = ("notumor", "tumor")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".dcm"}
+
+# Folder names people use for the same class, mapped to BrainML's names.
+CLASS_ALIASES = {
+    "glioma": "glioma", "glioma_tumor": "glioma", "gliomas": "glioma",
+    "meningioma": "meningioma", "meningioma_tumor": "meningioma", "meningiomas": "meningioma",
+    "pituitary": "pituitary", "pituitary_tumor": "pituitary",
+    "notumor": "notumor", "no_tumor": "notumor", "no": "notumor", "normal": "notumor", "healthy": "notumor",
+    "yes": "tumor", "tumor": "tumor", "tumour": "tumor",
+}
+SPLIT_ALIASES = {"training": "train", "train": "train", "testing": "test", "test": "test"}
+IGNORED_FOLDERS = {"pred", "masks", "__macosx"}
+
+
+class DatasetError(ValueError):
+    """A data set folder that cannot be used, with a message that says why and what layout is expected."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: str  # BrainML class name ("glioma", ..., "notumor", or "tumor" for yes/no sets)
+    split: str  # "train" or "test" as the data set itself says
+
+
+@dataclass
+class DatasetIndex:
+    root: Path
+    layout: str
+    samples: list[Sample]
+    ignored: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        table: dict[str, dict[str, int]] = {}
+        for sample in self.samples:
+            table.setdefault(sample.split, Counter())[sample.label] += 1
+        return {split: dict(sorted(counter.items())) for split, counter in table.items()}
+
+
+def discover(root: str | os.PathLike) -> DatasetIndex:
+    """Index every labelled image under ``root``.
+
+    Raises:
+        DatasetError: the folder does not exist or holds no class folders with images.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root} is not a folder. Point --data at the folder that holds the class folders.")
+    children = {child.name.lower(): child for child in root.iterdir() if child.is_dir()}
+    split_folders = {SPLIT_ALIASES[name]: path for name, path in children.items() if name in SPLIT_ALIASES}
+    samples: list[Sample] = []
+    ignored: list[str] = []
+    if split_folders:
+        for split, folder in sorted(split_folders.items()):
+            samples += _class_folders(folder, split, ignored)
+    else:
+        samples += _class_folders(root, "train", ignored)
+    if not samples:
+        raise DatasetError(
+            f"No labelled images found under {root}. Expected class folders (glioma/, meningioma/, notumor/, "
+            "pituitary/ or yes/ and no/), optionally inside Training/ and Testing/."
+        )
+    labels = {sample.label for sample in samples}
+    if labels <= set(TUMOR_TYPES) and len(labels) > 1:
+        names = {p.parent.name.lower() for p in (s.path for s in samples)}
+        layout = "sartajbhuvaji" if "glioma_tumor" in names else "kaggle-4class"
+    elif labels == {"tumor", "notumor"}:
+        layout = "yes-no"
+    else:
+        layout = "folder-per-class"
+    return DatasetIndex(root, layout, samples, ignored)
+
+
+def _class_folders(folder: Path, split: str, ignored: list[str]) -> list[Sample]:
+    samples = []
+    for child in sorted(folder.iterdir()):
+        if not child.is_dir():
+            continue
+        name = child.name.lower()
+        if name in IGNORED_FOLDERS or name in SPLIT_ALIASES:
+            ignored.append(str(child))
+            continue
+        label = CLASS_ALIASES.get(name, name)
+        files = sorted(p for p in child.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        samples += [Sample(path, label, split) for path in files]
+    return samples
+
+
+def task_classes(index: DatasetIndex, task: str) -> tuple[str, ...]:
+    """The class names a model for ``task`` ("detect" or "classify") learns from this data set."""
+    labels = sorted({sample.label for sample in index.samples})
+    if task == "detect":
+        if "notumor" not in labels:
+            raise DatasetError("A detector needs images without tumor (a notumor/, no_tumor/ or no/ folder).")
+        return DETECT_CLASSES
+    if task == "classify":
+        if "tumor" in labels:
+            raise DatasetError("This data set only says tumor / no tumor (yes/ and no/); it cannot train a type classifier.")
+        return TUMOR_TYPES if set(labels) <= set(TUMOR_TYPES) else tuple(labels)
+    raise DatasetError(f"Unknown task {task!r}; use 'detect' or 'classify'.")
+
+
+def label_index(label: str, task: str, classes: tuple[str, ...]) -> int:
+    if task == "detect":
+        return 0 if label == "notumor" else 1
+    return classes.index(label)
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out): ``fraction`` of each class held out, chosen by ``seed``."""
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for value in np.unique(labels):
+        members = np.flatnonzero(labels == value)
+        rng.shuffle(members)
+        count = int(round(len(members) * fraction))
+        if 0 < fraction and count == 0 and len(members) > 1:
+            count = 1
+        held.append(members[:count])
+        keep.append(members[count:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+HASH_BLOCK = 12  # low-frequency DCT block side: 143 bits
+
+
+def perceptual_hash(image: np.ndarray) -> np.ndarray:
+    """A DCT perceptual hash (pHash) of a 2D image, as 18 packed bytes.
+
+    The image is averaged down to 32x32 and the signs of its 12x12 lowest-frequency DCT coefficients (less the
+    mean) relative to their median make the bits: resizing, JPEG re-encoding and noise move a few bits (at most
+    6 of 143 in our tests), while distinct MRI slices, even of the same head, differ by 20 or more.
+    """
+    from PIL import Image
+    from scipy.fft import dctn
+
+    small = np.asarray(Image.fromarray(np.asarray(image, np.float32)).resize((32, 32), Image.Resampling.BOX))
+    coefficients = dctn(small, norm="ortho")[:HASH_BLOCK, :HASH_BLOCK].ravel()[1:]
+    return np.packbits(coefficients > np.median(coefficients))
+
+
+def near_duplicates(hashes_a: np.ndarray, hashes_b: np.ndarray, max_distance: int = 12) -> np.ndarray:
+    """Indices into ``hashes_a`` (N, 18) whose hash lies within ``max_distance`` bits of any row of ``hashes_b``.
+
+    Vectorised over all pairs (XOR then popcount), in blocks so memory stays small.
+    """
+    a = np.asarray(hashes_a, dtype=np.uint8)
+    b = np.asarray(hashes_b, dtype=np.uint8)
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros(0, dtype=np.int64)
+    popcount = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1).astype(np.uint16)
+    leaks = np.zeros(len(a), dtype=bool)
+    for start in range(0, len(a), 256):
+        distance = popcount[a[start:start + 256, None, :] ^ b[None, :, :]].sum(axis=-1)
+        leaks[start:start + 256] = (distance <= max_distance).any(axis=1)
+    return np.flatnonzero(leaks)
+
+
+@dataclass
+class LoadedImages:
+    """Model-ready arrays for a list of samples, and the files that could not be read (with the reason)."""
+
+    inputs: np.ndarray  # (N, size, size, channels) float32
+    hashes: np.ndarray  # (N, 18) uint8 perceptual hashes of the original slices
+    samples: list[Sample]
+    failures: list[tuple[str, str]]
+
+
+def load_images(samples: list[Sample], spec: PrepSpec, workers: int = 4) -> LoadedImages:
+    """Read and prepare every sample through the same path the app uses (``read_scan`` then ``prepare``)."""
+
+    def load(sample: Sample):
+        try:
+            scan = read_scan(sample.path)
+        except ScanError as error:
+            return sample, None, None, str(error)
+        tensor, _box = prepare(scan.image, spec)
+        return sample, tensor, perceptual_hash(scan.image), None
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(load, samples))
+    ok = [(sample, tensor, digest) for sample, tensor, digest, error in results if error is None]
+    failures = [(str(sample.path), error) for sample, _t, _h, error in results if error is not None]
+    inputs = np.stack([tensor for _s, tensor, _h in ok]) if ok else np.zeros((0, *spec.input_shape), np.float32)
+    hashes = np.array([digest for _s, _t, digest in ok], dtype=np.uint8).reshape(len(ok), -1)
+    return LoadedImages(inputs, hashes, [sample for sample, _t, _h in ok], failures)
+
+
+def augmentation(seed: int):
+    """Augmentation as Keras layers, applied to the training split only (after splitting, so no copy of a
+    validation or test image ever reaches training)."""
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.layers.RandomFlip("horizontal", seed=seed),
+            keras.layers.RandomRotation(0.05, fill_mode="constant", seed=seed + 1),
+            keras.layers.RandomZoom((-0.1, 0.1), fill_mode="constant", seed=seed + 2),
+            keras.layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=seed + 3),
+            keras.layers.RandomContrast(0.2, seed=seed + 4),
+        ],
+        name="augmentation",
+    )
+
+
+def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, training: bool, seed: int = 0):
+    """A ``tf.data`` pipeline: shuffled and augmented for training, plain and ordered otherwise."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
+    if training:
+        dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size)
+    if training:
+        augment = augmentation(seed)
+        dataset = dataset.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,71 @@
+"""Scoring a bundle on labelled data and reporting how it did: the one path used by ``train`` (for its test split)
+and by ``python -m brainml evaluate``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import metrics
+from .bundle import ModelBundle, load_bundle, write_card
+from .datasets import DatasetError, discover, label_index, load_images, task_classes
+from .predict import model_scores
+
+
+def held_out_report(task: str, labels: np.ndarray, scores: np.ndarray, class_names, threshold: float | None) -> dict:
+    """The metrics a card stores: the detector's at its operating threshold, or the classifier's."""
+    if task == "detect":
+        return metrics.detector_report(labels, scores, threshold)
+    return metrics.classifier_report(labels, scores, list(class_names))
+
+
+@dataclass
+class Evaluation:
+    report: dict
+    labels: np.ndarray
+    scores: np.ndarray
+    failures: list[tuple[str, str]]
+    split: str
+
+
+def evaluate_bundle(bundle: ModelBundle, data: str | os.PathLike, split: str = "test", workers: int = 4) -> Evaluation:
+    """Score ``bundle`` on the ``split`` of the data set at ``data`` ("test" = Testing/; "all" = every image).
+
+    A detector is scored on any layout (tumor types map to "tumor"); a classifier needs its own class names.
+    """
+    card = bundle.card
+    index = discover(data)
+    wanted = [sample for sample in index.samples if split == "all" or sample.split == split]
+    if not wanted:
+        raise DatasetError(f"No images in the {split!r} split of {data}; found splits {sorted(index.counts())}. "
+                           "Use --split all to score every image.")
+    if card.task == "classify":
+        classes = task_classes(index, "classify")
+        unknown = sorted(set(classes) - set(card.class_names))
+        if unknown:
+            raise DatasetError(f"The data has classes {unknown} that the classifier {card.name} does not know.")
+    loaded = load_images(wanted, card.prep_spec, workers=workers)
+    labels = np.array([label_index(s.label, card.task, tuple(card.class_names)) for s in loaded.samples], dtype=np.int64)
+    scores = model_scores(bundle.model, loaded.inputs)
+    report = held_out_report(card.task, labels, scores, card.class_names, card.threshold)
+    report["data"] = str(data)
+    report["split"] = split
+    report["unreadable_files"] = len(loaded.failures)
+    return Evaluation(report, labels, scores, loaded.failures, split)
+
+
+def evaluate_path(card_path, data, split: str = "test", update_card: bool = False) -> Evaluation:
+    """``python -m brainml evaluate``: load, score, and optionally store the held-out labels and scores in the card
+    so the threshold explorer can sweep them."""
+    bundle = load_bundle(card_path)
+    evaluation = evaluate_bundle(bundle, data, split)
+    if update_card:
+        card = bundle.card
+        card.metrics = evaluation.report
+        card.held_out_split = f"{split} split of {data}"
+        card.held_out_labels = evaluation.labels.tolist()
+        card.held_out_scores = np.round(evaluation.scores, 6).tolist()
+        write_card(card, bundle.card_path)
+    return evaluation

@@ -1,0 +1,141 @@
+"""Architectures by name. Every model is one flat functional graph (no nested sub-model), so Grad-CAM can reach
+its last convolution, and ends in a ``logits`` Dense layer followed by a separate ``probability`` activation, so
+heatmap methods can explain the logit (``ReplaceToLinear`` swaps that last activation)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import keras
+from keras import layers
+
+ARCHITECTURES = ("compact", "seed-cnn", "mobilenetv2", "efficientnetb0", "vgg16", "xception")
+TRANSFER = {
+    "mobilenetv2": "MobileNetV2",
+    "efficientnetb0": "EfficientNetB0",
+    "vgg16": "VGG16",
+    "xception": "Xception",
+}
+# Native input sides of the backbones (Xception's smallest accepted side is 71).
+MIN_SIDE = {"xception": 71, "vgg16": 32, "mobilenetv2": 32, "efficientnetb0": 32}
+
+
+class ModelError(ValueError):
+    """An architecture or weights request that cannot be met, with what to do instead."""
+
+
+def build_model(
+    arch: str, input_shape: tuple[int, int, int], n_outputs: int, weights: str = "none", dropout: float = 0.2
+) -> keras.Model:
+    """Build ``arch`` for ``input_shape`` with ``n_outputs`` outputs (1 = sigmoid detector, >1 = softmax classifier).
+
+    Args:
+        weights: "none" (random init), "imagenet" (backbones only; needs Keras' download or its cache), or a path
+            to a local weights file for the backbone.
+    Raises:
+        ModelError: unknown architecture, or weights that cannot be had.
+    """
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"Unknown architecture {arch!r}. Choose one of: {', '.join(ARCHITECTURES)}.")
+    if arch in TRANSFER and input_shape[-1] != 3:
+        raise ModelError(f"{arch} expects 3-channel input; train it with a PrepSpec of channels=3.")
+    if arch not in TRANSFER and weights != "none":
+        raise ModelError(f"{arch} has no pretrained weights; use --weights none.")
+    inputs = keras.Input(shape=input_shape, name="image")
+    if arch == "compact":
+        features = _compact_body(inputs)
+    elif arch == "seed-cnn":
+        features = _seed_cnn_body(inputs)
+    else:
+        features = _transfer_body(arch, inputs, weights)
+    if arch != "seed-cnn":
+        features = layers.GlobalAveragePooling2D(name="pool")(features)
+    features = layers.Dropout(dropout, name="dropout")(features)
+    logits = layers.Dense(n_outputs, name="logits")(features)
+    probability = layers.Activation("sigmoid" if n_outputs == 1 else "softmax", name="probability")(logits)
+    return keras.Model(inputs, probability, name=arch.replace("-", "_"))
+
+
+def _compact_body(inputs):
+    """A small residual CNN of depthwise-separable blocks (MobileNet-style), about 2 MB and a few ms per image on
+    a CPU: the default, because hosted dashboards have two cores and no GPU. The full 3x3 convolution in the
+    stem keeps fine detail (lesions of a few pixels) that a depthwise stem would blur."""
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    for stage, filters in enumerate((48, 96, 160, 256), start=1):
+        x = _separable_block(x, filters, stride=2, name=f"stage{stage}a")
+        x = _separable_block(x, filters, stride=1, name=f"stage{stage}b")
+        x = _separable_block(x, filters, stride=1, name=f"stage{stage}c")
+    x = layers.Conv2D(320, 1, use_bias=False, name="head_conv")(x)
+    x = layers.BatchNormalization(name="head_bn")(x)
+    return layers.ReLU(name="last_conv_relu")(x)
+
+
+def _separable_block(x, filters, stride, name):
+    shortcut = x
+    y = layers.SeparableConv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_sepconv")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn")(y)
+    y = layers.ReLU(name=f"{name}_relu")(y)
+    if stride == 1 and shortcut.shape[-1] == filters:
+        y = layers.Add(name=f"{name}_add")([shortcut, y])
+    return y
+
+
+def _seed_cnn_body(inputs):
+    """The baseline that public tumor notebooks start from (ZeroPadding, one 7x7 conv, two 4x4 max-pools, Dense),
+    kept so users can reproduce it; BrainML's default is ``compact``."""
+    x = layers.ZeroPadding2D((2, 2), name="zero_padding")(inputs)
+    x = layers.Conv2D(32, 7, name="conv0")(x)
+    x = layers.BatchNormalization(name="bn0")(x)
+    x = layers.ReLU(name="relu0")(x)
+    x = layers.MaxPooling2D(4, name="max_pool0")(x)
+    x = layers.MaxPooling2D(4, name="max_pool1")(x)
+    return layers.Flatten(name="flatten")(x)
+
+
+def _transfer_body(arch, inputs, weights):
+    if inputs.shape[1] < MIN_SIDE[arch]:
+        raise ModelError(f"{arch} needs inputs of at least {MIN_SIDE[arch]} pixels.")
+    constructor = getattr(keras.applications, TRANSFER[arch])
+    # input_tensor builds the backbone's layers on our own input, so the whole network stays one flat graph.
+    if weights == "imagenet":
+        backbone = _with_imagenet_weights(arch, constructor, inputs)
+    else:
+        backbone = constructor(include_top=False, weights=None, input_tensor=inputs)
+    if weights not in ("none", "imagenet"):
+        path = Path(weights)
+        if not path.is_file():
+            raise ModelError(f"Weights file {path} does not exist. Pass a Keras '{TRANSFER[arch]}' no-top weights file.")
+        try:
+            backbone.load_weights(str(path))
+        except Exception as error:  # Keras raises several types for a wrong file
+            raise ModelError(f"Could not load {path} into {arch}: {error}") from error
+    return backbone.output
+
+
+def _with_imagenet_weights(arch, constructor, inputs):
+    """Build with ImageNet weights from Keras' cache or its download; fail at once, with the way out, if neither
+    works. Never fall back silently to random weights."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(10)
+    try:
+        return constructor(include_top=False, weights="imagenet", input_tensor=inputs)
+    except Exception as error:
+        raise ModelError(
+            f"ImageNet weights for {arch} are not on this machine and could not be downloaded ({type(error).__name__}). "
+            f"Download the Keras '{TRANSFER[arch]}' no-top weights file where you have internet, then pass it with "
+            "--weights PATH; or train from scratch with --weights none."
+        ) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def gradcam_layer(model: keras.Model) -> str:
+    """Name of the last layer with a 4D (spatial) output: the layer Grad-CAM differentiates against."""
+    for layer in reversed(model.layers):
+        shape = getattr(layer, "output", None)
+        if shape is not None and len(layer.output.shape) == 4:
+            return layer.name
+    raise ModelError(f"Model {model.name} has no spatial layer for Grad-CAM.")

@@ -1,0 +1,261 @@
+"""One training loop for every task and architecture.
+
+The steps read top to bottom: data -> honest splits -> leak check -> model -> fit -> threshold on validation ->
+metrics on test -> bundle. Augmentation happens inside the training pipeline, after the split.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from . import metrics
+from .bundle import ModelCard, save_bundle
+from .datasets import (
+    DatasetError,
+    discover,
+    label_index,
+    load_images,
+    near_duplicates,
+    stratified_split,
+    task_classes,
+    tf_dataset,
+)
+from .evaluate import held_out_report
+from .models import TRANSFER, build_model, gradcam_layer
+from .predict import model_scores
+from .preprocess import PrepSpec
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; stored in the card's provenance."""
+
+    task: str  # "detect" or "classify"
+    data: str
+    out: str
+    arch: str = "compact"
+    weights: str = "none"
+    epochs: int = 20
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    seed: int = 0
+    val_split: float = 0.15
+    test_split: float = 0.15  # used only when the data set has no Testing/ split of its own
+    recall_target: float = 0.98
+    threshold_rule: str = "min_recall"
+    patience: int = 5
+    size: int = 128
+    distribute: str | None = None  # None, "mirrored" or "multiworker"
+    max_images: int | None = None  # cap per split, for quick trials and tests
+    synthetic: bool | None = None  # None: decided from the data folder's GENERATOR.txt
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    card_path: Path
+    card: ModelCard
+
+
+def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
+    """Train, choose the threshold on validation, report on test, and write the bundle."""
+    keras.utils.set_random_seed(config.seed)
+    started = time.time()
+
+    # --- Data: the data set's own test split when it has one; validation carved from training, per class ---
+    index = discover(config.data)
+    classes = task_classes(index, config.task)
+    spec = PrepSpec(size=config.size, channels=3 if config.arch in TRANSFER else 1)
+    pool = [s for s in index.samples if s.split == "train"]
+    test = [s for s in index.samples if s.split == "test"]
+    test_source = "the data set's own test split"
+    if not test:
+        keep, held = stratified_split(_labels(pool, config.task, classes), config.test_split, config.seed + 1)
+        pool, test = [pool[i] for i in keep], [pool[i] for i in held]
+        test_source = f"{config.test_split:.0%} of the images, held out by BrainML (seed {config.seed + 1})"
+    keep, held = stratified_split(_labels(pool, config.task, classes), config.val_split, config.seed)
+    splits = {"train": [pool[i] for i in keep], "validation": [pool[i] for i in held], "test": test}
+    if config.max_images:
+        splits = {name: _capped(samples, config.max_images, config.seed) for name, samples in splits.items()}
+    loaded = {}
+    for name, samples in splits.items():
+        log(f"reading {len(samples)} {name} images")
+        loaded[name] = load_images(samples, spec)
+        for path, reason in loaded[name].failures[:5]:
+            log(f"  skipped {path}: {reason}")
+    leaks = _remove_leaks(loaded, log)
+    for name in ("train", "validation", "test"):
+        if len(loaded[name].samples) == 0:
+            raise DatasetError(f"The {name} split is empty after reading {config.data}; it needs more images.")
+    targets = {name: _labels(images.samples, config.task, classes) for name, images in loaded.items()}
+
+    # --- Model, built inside a distribution strategy when asked (several GPUs, or several hosts via TF_CONFIG) ---
+    strategy = _strategy(config.distribute)
+    n_outputs = 1 if config.task == "detect" else len(classes)
+    with strategy.scope():
+        model = build_model(config.arch, spec.input_shape, n_outputs, weights=config.weights)
+        loss = "binary_crossentropy" if n_outputs == 1 else "sparse_categorical_crossentropy"
+        model.compile(
+            optimizer=keras.optimizers.Adam(config.learning_rate),
+            loss=loss,
+            metrics=[keras.metrics.AUC(name="auc")] if n_outputs == 1 else ["accuracy"],
+        )
+
+    # --- Fit: balanced class weights (a missed tumor class should not be the cheap mistake) ---
+    counts = np.bincount(targets["train"], minlength=max(n_outputs, 2))
+    class_weight = {i: float(len(targets["train"]) / (len(counts) * max(c, 1))) for i, c in enumerate(counts)}
+    batch_size = config.batch_size * strategy.num_replicas_in_sync
+    train_data = tf_dataset(loaded["train"].inputs, _target_array(targets["train"], n_outputs), batch_size, True, config.seed)
+    val_data = tf_dataset(loaded["validation"].inputs, _target_array(targets["validation"], n_outputs), batch_size, False)
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(config.patience // 2, 1)),
+        EpochProgress(config.epochs, log),
+    ]
+    history = model.fit(train_data, validation_data=val_data, epochs=config.epochs, class_weight=class_weight,
+                        callbacks=callbacks, verbose=0, shuffle=False)  # the pipeline already shuffles
+
+    # --- Threshold on validation, metrics on test (never on training data) ---
+    validation_scores = model_scores(model, loaded["validation"].inputs)
+    test_scores = model_scores(model, loaded["test"].inputs)
+    threshold = rule_text = None
+    validation_metrics = {}
+    if config.task == "detect":
+        rule = metrics.ThresholdRule(kind=config.threshold_rule, recall_target=config.recall_target)
+        threshold = metrics.choose_threshold(targets["validation"], validation_scores, rule)
+        rule_text = rule.describe()
+        validation_metrics = metrics.operating_point(targets["validation"], validation_scores, threshold).to_dict()
+    test_report = held_out_report(config.task, targets["test"], test_scores, classes, threshold)
+
+    synthetic = config.synthetic if config.synthetic is not None else (Path(config.data) / "GENERATOR.txt").is_file()
+    card = ModelCard(
+        name=Path(config.out).name,
+        task=config.task,
+        class_names=list(classes),
+        prep=spec.to_dict(),
+        architecture=config.arch,
+        gradcam_layer=gradcam_layer(model),
+        threshold=threshold,
+        threshold_rule=rule_text,
+        metrics=test_report,
+        validation_metrics=validation_metrics,
+        held_out_split=f"test ({test_source})",
+        held_out_labels=targets["test"].tolist(),
+        held_out_scores=np.round(test_scores, 6).tolist(),
+        provenance={
+            "data": _describe_data(config.data, index),
+            "splits": {name: len(images.samples) for name, images in loaded.items()},
+            "test_source": test_source,
+            "leaks_removed": leaks,
+            "config": asdict(config),
+            "epochs_run": len(history.history.get("loss", [])),
+            "train_seconds": round(time.time() - started, 1),
+            "parameters": int(model.count_params()),
+        },
+        history={key: [round(float(v), 5) for v in values] for key, values in history.history.items()},
+        trained_on_synthetic=synthetic,
+        limitations=_limitations(synthetic),
+    )
+    if not synthetic:
+        card.notice = ("Trained on the user's own data set; BrainML has not validated it. A research tool, not a diagnosis.")
+    card_path = save_bundle(model, card, config.out)
+    log(f"saved {card_path} and {card_path.with_suffix('.keras').name}")
+    return TrainResult(card_path, card)
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """A one-line-per-epoch progress report with the time left, for logs and terminals alike."""
+
+    def __init__(self, epochs: int, log: Callable[[str], None]):
+        super().__init__()
+        self.epochs, self.log = epochs, log
+
+    def on_train_begin(self, logs=None):
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        elapsed = time.time() - self.started
+        eta = elapsed / done * (self.epochs - done)
+        shown = " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items() if k != "learning_rate")
+        bar = "#" * int(20 * done / self.epochs)
+        self.log(f"epoch {done:>3}/{self.epochs} [{bar:<20}] {shown}  elapsed {elapsed:.0f}s, ETA {eta:.0f}s (at most)")
+
+
+def _labels(samples, task, classes) -> np.ndarray:
+    return np.array([label_index(s.label, task, tuple(classes)) for s in samples], dtype=np.int64)
+
+
+def _target_array(labels: np.ndarray, n_outputs: int) -> np.ndarray:
+    return labels.astype(np.float32)[:, None] if n_outputs == 1 else labels
+
+
+def _capped(samples, limit, seed):
+    if len(samples) <= limit:
+        return samples
+    chosen = np.sort(np.random.default_rng(seed).choice(len(samples), limit, replace=False))
+    return [samples[i] for i in chosen]
+
+
+def _remove_leaks(loaded, log) -> dict[str, int]:
+    """Drop training (and validation) images that nearly duplicate a held-out image: public sets contain copies,
+    and a copy on both sides inflates every metric."""
+    removed = {}
+    for name, against in (("train", ("validation", "test")), ("validation", ("test",))):
+        others = np.concatenate([loaded[o].hashes for o in against])
+        leaked = set(near_duplicates(loaded[name].hashes, others).tolist())
+        removed[name] = len(leaked)
+        if leaked:
+            keep = np.array([i for i in range(len(loaded[name].samples)) if i not in leaked], dtype=np.int64)
+            images = loaded[name]
+            images.inputs, images.hashes = images.inputs[keep], images.hashes[keep]
+            images.samples = [images.samples[i] for i in keep]
+            log(f"removed {len(leaked)} {name} images that nearly duplicate a held-out image")
+    return removed
+
+
+def _strategy(distribute: str | None):
+    import tensorflow as tf
+
+    if distribute in (None, "", "none"):
+        return tf.distribute.get_strategy()
+    if distribute == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if distribute == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("--distribute multiworker needs TF_CONFIG set on every worker (cluster and task index).")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"Unknown --distribute {distribute!r}; use mirrored or multiworker.")
+
+
+def _describe_data(data: str, index) -> dict:
+    description = {"path": str(data), "layout": index.layout, "counts": index.counts()}
+    generator = Path(data) / "GENERATOR.txt"
+    if generator.is_file():
+        for line in generator.read_text().splitlines():
+            if "=" in line:
+                key, value = line.split("=", 1)
+                description[key.strip()] = value.strip()
+    return description
+
+
+def _limitations(synthetic: bool) -> list[str]:
+    common = [
+        "Sees one 2D slice at a time; a radiologist reads the whole volume and the patient's history.",
+        "Probabilities are the model's scores, calibrated only as far as the card's calibration section shows.",
+    ]
+    if synthetic:
+        return [
+            "Learned from synthetic slices built from one healthy adult head (Colin27) with drawn-in lesions; real "
+            "scans differ in anatomy, pathology, artefacts and protocols.",
+            "Metrics in this card are on synthetic test images and say nothing about performance on patients.",
+        ] + common
+    return ["Performance on data from other scanners, sites or populations is unknown."] + common
+

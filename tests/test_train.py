@@ -1,0 +1,122 @@
+"""End to end on a tiny generated set: synth -> train -> bundle -> evaluate -> predict (a handful of steps)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from brainml import cli, synth
+from brainml.bundle import BundleError, load_bundle, read_card
+from brainml.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    return synth.generate_dataset(root, 48, seed=11, config=synth.SynthConfig(size=64), workers=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_detector(tiny_set, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "detector"
+    config = TrainConfig(task="detect", data=str(tiny_set), out=str(out), epochs=2, batch_size=8, size=32, seed=0, val_split=0.25)
+    return train(config, log=lambda line: None)
+
+
+def test_training_writes_a_bundle_whose_card_is_complete(tiny_detector):
+    card = read_card(tiny_detector.card_path)
+    assert card.task == "detect" and card.class_names == ["notumor", "tumor"]
+    assert card.prep_spec.input_shape == (32, 32, 1)
+    assert 0.0 <= card.threshold <= 1.0
+    assert card.threshold_rule == "highest specificity with recall >= 0.98 on validation"
+    # Held-out = the data set's Testing split (48 * 0.2 ~ 10 images), never training images.
+    assert card.provenance["splits"]["test"] == len(card.held_out_labels) == len(card.held_out_scores) == 10
+    assert card.metrics["n"] == 10 and card.metrics["task"] == "detect"
+    assert card.provenance["data"]["seed"] == "11" and card.trained_on_synthetic
+    assert len(card.history["loss"]) == card.provenance["epochs_run"] == 2
+    assert tiny_detector.card_path.with_suffix(".keras").is_file()
+
+
+def test_evaluate_json_and_update_card(tiny_detector, tiny_set, capsys):
+    card_path = str(tiny_detector.card_path)
+    assert cli.main(["evaluate", "--model", card_path, "--data", str(tiny_set), "--json", "--update-card"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("task", "n", "threshold", "recall", "specificity", "precision", "accuracy", "f1", "roc_auc",
+                "recall_ci", "specificity_ci", "precision_ci", "accuracy_ci", "f1_ci", "roc_auc_ci"):
+        assert key in report
+    assert report["n"] == 10
+    card = read_card(card_path)
+    assert card.held_out_split.startswith("test split of") and len(card.held_out_scores) == 10
+
+
+def test_classifier_trains_and_predict_json_handles_good_and_bad_files(tiny_set, tiny_detector, tmp_path, capsys):
+    out = tmp_path / "classifier"
+    train(TrainConfig(task="classify", data=str(tiny_set), out=str(out), epochs=1, batch_size=8, size=32, val_split=0.25),
+          log=lambda line: None)
+    good = next((tiny_set / "Testing" / "glioma").glob("*.png"))
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    code = cli.main(["predict", str(good), str(bad), "--json", "--detector", str(tiny_detector.card_path),
+                     "--classifier", str(out) + ".json"])
+    assert code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [line["ok"] for line in lines] == [True, False]
+    first = lines[0]
+    assert set(first) >= {"file", "ok", "error", "tumor_probability", "tumor", "threshold", "type", "type_probabilities", "models"}
+    assert set(first["type_probabilities"]) == set(synth.CLASS_NAMES)
+    assert sum(first["type_probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert (first["type"] is not None) == first["tumor"]
+    assert lines[1]["error"] and lines[1]["tumor_probability"] is None
+
+
+def test_threshold_per_call_changes_the_verdict(tiny_detector, tiny_set):
+    from brainml.io import read_scan
+    from brainml.predict import Cascade
+
+    cascade = Cascade(load_bundle(tiny_detector.card_path))
+    image = read_scan(next((tiny_set / "Testing" / "notumor").glob("*.png"))).image
+    assert cascade.run([image], threshold=0.0)[0].tumor is True
+    assert cascade.run([image], threshold=1.01)[0].tumor is False
+
+
+def test_bundle_mismatch_and_newer_card_are_refused(tiny_detector, tmp_path):
+    card = json.loads(tiny_detector.card_path.read_text())
+    target = tmp_path / "detector"
+    target.with_suffix(".keras").write_bytes(tiny_detector.card_path.with_suffix(".keras").read_bytes())
+    card["prep"]["size"] = 64
+    target.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="do not belong together"):
+        load_bundle(target)
+    card["prep"]["size"] = 32
+    card["schema_version"] = 99
+    target.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="newer than this BrainML understands"):
+        load_bundle(target)
+
+
+MIRRORED_SCRIPT = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from brainml.train import TrainConfig, train
+result = train(TrainConfig(task="detect", data=sys.argv[1], out=sys.argv[2], epochs=1, batch_size=4, size=32,
+                           distribute="mirrored"), log=lambda line: None)
+print(json.dumps({"devices": len(tf.config.list_logical_devices("CPU")), "loss": result.card.history["loss"]}))
+"""
+
+
+def test_mirrored_strategy_trains_on_two_logical_cpus(tiny_set, tmp_path):
+    """tf.distribute: two logical CPU devices stand in for two GPUs (in a fresh process, since TensorFlow's devices
+    can only be configured before it starts)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    completed = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tiny_set), str(tmp_path / "mirrored")],
+                               capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert result["devices"] == 2
+    assert np.isfinite(result["loss"][0])
+    assert (tmp_path / "mirrored.keras").is_file()
