@@ -168,18 +168,29 @@ def _level_for(label: str, plane: str, rng: np.random.Generator) -> float:
     return float(rng.uniform(low, high))
 
 
-def _lesion(label, fractions, brain, sella, rng, config, means):
-    """Draw the lesion onto the source grid. Returns (intensity, tumor alpha, source coordinates, centre)."""
+def _near(position, shape, spread=12.0) -> np.ndarray | float:
+    """Weights that favour sites near ``position`` (row, col fractions of the slice); 1 when no position is asked."""
+    if position is None:
+        return 1.0
+    rows, cols = np.indices(shape, dtype=np.float32)
+    target = np.array(position, np.float32) * (np.array(shape) - 1)
+    return np.exp(-((rows - target[0]) ** 2 + (cols - target[1]) ** 2) / (2 * spread**2)) + 1e-9
+
+
+def _lesion(label, fractions, brain, sella, rng, config, means, radius_mm=None, position=None):
+    """Draw the lesion onto the source grid. Returns (appearance maps, tumor alpha, source coordinates, centre)."""
     shape = brain.shape
     intracranial = ndimage.binary_fill_holes(brain)
     # Mostly the medium-to-large lesions public data sets show, with a tail of small ones (a few mm) to keep it hard.
     low, high = config.lesion_radius_mm
     radius = float(rng.uniform(low, 8.0) if rng.uniform() < 0.2 else rng.uniform(8.0, high))
+    if radius_mm is not None:
+        radius = float(radius_mm)
     if label == "glioma":
         white = fractions[2] * ndimage.binary_erosion(intracranial, iterations=int(radius * 0.5) + 2)
         if white.sum() < 20:
             return None
-        centre = np.array(_pick(rng, white**2 + 1e-6), dtype=np.float32)
+        centre = np.array(_pick(rng, (white**2 + 1e-6) * _near(position, shape)), dtype=np.float32)
     elif label == "meningioma":
         radius = min(radius, 22.0)
         edge = intracranial & ~ndimage.binary_erosion(intracranial, iterations=2)
@@ -197,7 +208,7 @@ def _lesion(label, fractions, brain, sella, rng, config, means):
             candidates = edge
         if candidates.sum() < 3:
             return None
-        centre = np.array(_pick(rng, candidates.astype(np.float32)), dtype=np.float32)
+        centre = np.array(_pick(rng, candidates.astype(np.float32) * _near(position, shape)), dtype=np.float32)
         if site != "falx":
             # Dural base: move the centre a third of the radius outward, so the mass sits against the skull.
             inward = np.array(ndimage.center_of_mass(intracranial)) - centre
@@ -242,12 +253,34 @@ def _lesion(label, fractions, brain, sella, rng, config, means):
     return appearance, tumor.astype(np.float32), (source_rows, source_cols), centre
 
 
-def generate_case(rng: np.random.Generator, label: str, config: SynthConfig = SynthConfig()) -> SynthCase:
-    """Make one synthetic slice of the given class ("glioma", "meningioma", "notumor", "pituitary")."""
+def generate_case(
+    rng: np.random.Generator,
+    label: str,
+    config: SynthConfig = SynthConfig(),
+    contrast: str | None = None,
+    plane: str | None = None,
+    radius_mm: float | None = None,
+    position: tuple[float, float] | None = None,
+) -> SynthCase:
+    """Make one synthetic slice of the given class ("glioma", "meningioma", "notumor", "pituitary").
+
+    Args:
+        contrast, plane: fix the contrast ("T1", "T1c", "T2", "FLAIR") or plane instead of drawing them.
+        radius_mm: fix the lesion's radius (pituitary lesions are capped at 16 mm, meningiomas at 22 mm).
+        position: (row, col) as fractions of the slice; the lesion goes to the nearest site where its type occurs
+            (white matter for glioma, the dura for meningioma). Pituitary lesions always sit in the sella.
+    The random draws happen in the same order whatever is fixed, so a seed keeps its meaning.
+    """
     if label not in CLASS_NAMES:
         raise ValueError(f"unknown class {label!r}; expected one of {CLASS_NAMES}")
-    contrast = str(rng.choice(CONTRASTS, p=CONTRAST_WEIGHTS))
-    plane = str(rng.choice(PLANES, p=np.array(config.plane_weights) / sum(config.plane_weights)))
+    if contrast is not None and contrast not in CONTRASTS:
+        raise ValueError(f"unknown contrast {contrast!r}; expected one of {CONTRASTS}")
+    if plane is not None and plane not in PLANES:
+        raise ValueError(f"unknown plane {plane!r}; expected one of {PLANES}")
+    drawn_contrast = str(rng.choice(CONTRASTS, p=CONTRAST_WEIGHTS))
+    contrast = contrast or drawn_contrast
+    drawn_plane = str(rng.choice(PLANES, p=np.array(config.plane_weights) / sum(config.plane_weights)))
+    plane = plane or drawn_plane
     level = _level_for(label, plane, rng)
     t1_slice, brain, sella = _anatomy_slice(plane, level)
     shape = t1_slice.shape
@@ -257,7 +290,7 @@ def generate_case(rng: np.random.Generator, label: str, config: SynthConfig = Sy
     lesion = None
     if label != "notumor":
         for _attempt in range(4):
-            lesion = _lesion(label, _tissue_fractions(t1_slice, brain), brain, sella, rng, config, means)
+            lesion = _lesion(label, _tissue_fractions(t1_slice, brain), brain, sella, rng, config, means, radius_mm, position)
             if lesion is not None:
                 break
             level = _level_for(label, plane, rng)
@@ -291,7 +324,7 @@ def generate_case(rng: np.random.Generator, label: str, config: SynthConfig = Sy
     mask = tumor > 0.5
     if label != "notumor" and mask.sum() == 0:
         # The lesion fell outside the frame: draw again rather than ship a tumor image without a tumor.
-        return generate_case(rng, label, config)
+        return generate_case(rng, label, config, contrast, plane, radius_mm, position)
     centre = tuple(int(round(v)) for v in ndimage.center_of_mass(mask)) if mask.any() else None
     return SynthCase(image, mask, label, contrast, plane, level, centre, int(mask.sum()))
 

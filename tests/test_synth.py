@@ -61,3 +61,16 @@ def test_contact_sheet_size():
     cases = synth.sample_cases(6, seed=2, config=synth.SynthConfig(size=64))
     sheet = synth.contact_sheet(cases, columns=3, tile=50)
     assert sheet.size == (150, 2 * 64)
+
+
+def test_requested_contrast_size_and_position_are_honoured():
+    config = synth.SynthConfig(size=128, rotation_deg=0.0, elastic_mm=0.0)
+    small = synth.generate_case(np.random.default_rng(1), "glioma", config, contrast="FLAIR", plane="axial", radius_mm=4)
+    large = synth.generate_case(np.random.default_rng(1), "glioma", config, contrast="FLAIR", plane="axial", radius_mm=20)
+    assert small.contrast == large.contrast == "FLAIR" and small.plane == "axial"
+    assert large.lesion_area_px > 4 * small.lesion_area_px
+    upper = synth.generate_case(np.random.default_rng(2), "glioma", config, plane="axial", radius_mm=8, position=(0.25, 0.5))
+    lower = synth.generate_case(np.random.default_rng(2), "glioma", config, plane="axial", radius_mm=8, position=(0.75, 0.5))
+    assert upper.lesion_centre[0] < lower.lesion_centre[0]
+    with pytest.raises(ValueError, match="unknown contrast"):
+        synth.generate_case(np.random.default_rng(0), "glioma", config, contrast="PET")
