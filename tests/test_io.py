@@ -28,7 +28,9 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from brainml import io as scan_io
+from brainml.io import archives as scan_archives
+from brainml.io import dicom as scan_dicom
+from brainml.io import reader as scan_reader
 from brainml.io import MAX_PIXELS, MIN_SIDE, SUPPORTED_EXTENSIONS, Scan, ScanError, read_scan
 
 
@@ -351,7 +353,7 @@ def test_unexpected_decoder_failure_becomes_scan_error(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("decoder exploded")
 
-    monkeypatch.setattr(scan_io, "_read_image", broken)
+    monkeypatch.setattr(scan_reader, "read_image", broken)
     with pytest.raises(ScanError, match="BrainML could not read this file") as caught:
         read_scan(encode(Image.fromarray(phantom()), "PNG"), name="x.png")
     assert isinstance(caught.value.__cause__, RuntimeError)
@@ -451,7 +453,7 @@ def test_deflated_dicom_is_read_and_its_unpacked_size_capped(monkeypatch):
     buffer = io.BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     assert read_scan(buffer.getvalue()).metadata["transfer_syntax"] == "Deflated Explicit VR Little Endian"
-    monkeypatch.setattr(scan_io, "MAX_UNPACKED_BYTES", 1000)
+    monkeypatch.setattr(scan_dicom, "MAX_UNPACKED_BYTES", 1000)
     with pytest.raises(ScanError, match="The DICOM file unpacks to more than"):
         read_scan(buffer.getvalue())
 
@@ -563,7 +565,7 @@ def test_nifti_cut_off():
 
 
 def test_gzip_bomb_is_refused(monkeypatch):
-    monkeypatch.setattr(scan_io, "MAX_UNPACKED_BYTES", 2**20)
+    monkeypatch.setattr(scan_archives, "MAX_UNPACKED_BYTES", 2**20)
     with pytest.raises(ScanError, match="unpacks to more than 1 MB"):
         read_scan(gzip.compress(bytes(3 * 2**20), compresslevel=1), name="head.nii.gz")
 
@@ -574,20 +576,20 @@ def test_zip_with_no_scans():
 
 
 def test_zip_bomb_is_refused(monkeypatch):
-    monkeypatch.setattr(scan_io, "MAX_UNPACKED_BYTES", 2**20)
+    monkeypatch.setattr(scan_archives, "MAX_UNPACKED_BYTES", 2**20)
     with pytest.raises(ScanError, match="unpacks to more than 1 MB"):
         read_scan(zip_bytes({"a.dcm": bytes(2 * 2**20)}))
 
 
 def test_zip_members_together_over_the_cap_are_refused(monkeypatch):
-    monkeypatch.setattr(scan_io, "MAX_UNPACKED_BYTES", 2**20)
+    monkeypatch.setattr(scan_archives, "MAX_UNPACKED_BYTES", 2**20)
     members = {f"part{i}.dcm": bytes(400_000) for i in range(4)}  # each small, together over the cap
     with pytest.raises(ScanError, match="unpacks to more than"):
         read_scan(zip_bytes(members))
 
 
 def test_zip_member_lying_about_its_size_is_not_unpacked_past_its_claim(monkeypatch):
-    monkeypatch.setattr(scan_io, "MAX_UNPACKED_BYTES", 2**20)
+    monkeypatch.setattr(scan_archives, "MAX_UNPACKED_BYTES", 2**20)
     data = bytearray(zip_bytes({"a.dcm": bytes(4 * 2**20)}))
     claimed = struct.pack("<I", 1000)
     data[22:26] = claimed  # local header's uncompressed size
