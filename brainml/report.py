@@ -1,0 +1,327 @@
+"""What leaves the app: a short HTML report of one result, and the table (and CSV) of a batch.
+
+A report records the models, their card's metrics, the threshold and the result, with the heatmap overlay embedded
+as a PNG. It never holds patient data: no file name, no DICOM tags, only the image the user already has on screen.
+Both outputs are built in memory; nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+
+from . import __version__
+from .bundle import ModelCard
+from .io import MAX_UNPACKED_BYTES, MAX_ZIP_MEMBERS
+from .metrics import OperatingPoint
+from .predict import Diagnosis
+
+DETECTOR_METRICS = ("recall", "specificity", "precision", "npv", "accuracy", "f1", "roc_auc")
+METRIC_NAMES = {"recall": "Recall (sensitivity)", "specificity": "Specificity", "precision": "Precision (PPV)",
+                "npv": "Negative predictive value", "accuracy": "Accuracy", "f1": "F1", "roc_auc": "ROC AUC",
+                "macro_f1": "Macro F1", "balanced_accuracy": "Balanced accuracy"}
+
+
+def diagnosis_at(diagnosis: Diagnosis, threshold: float) -> Diagnosis:
+    """The same slice's diagnosis at another threshold, without running a model again.
+
+    The cascade names a type only when its verdict is tumor, so pass a diagnosis made at threshold 0.0 (every
+    slice is then "tumor" and carries its type and note); moving the threshold afterwards only takes them away.
+
+    Raises:
+        ValueError: ``diagnosis`` was made at a higher threshold with a "no tumor" verdict, so its type is unknown.
+    """
+    tumor = diagnosis.tumor_probability >= threshold
+    if tumor and not diagnosis.tumor and diagnosis.type_probabilities:
+        raise ValueError("diagnosis_at needs a diagnosis made at a threshold at or below the new one "
+                         f"({diagnosis.threshold:.4f} > {threshold:.4f}); run the cascade with threshold=0.0.")
+    return replace(
+        diagnosis, threshold=float(threshold), tumor=bool(tumor),
+        type=diagnosis.type if tumor else None, note=diagnosis.note if tumor else None,
+    )
+
+
+def decimals(value: float, reference: float, fewest: int = 3, most: int = 6) -> int:
+    """How many decimals show ``value`` and ``reference`` as different numbers when they are (P(tumor) a hair
+    above the threshold must not read "0.550 >= 0.550"): ``fewest``, or more up to ``most``."""
+    places = fewest
+    while places < most and value != reference and f"{value:.{places}f}" == f"{reference:.{places}f}":
+        places += 1
+    return places
+
+
+def verdict_text(diagnosis: Diagnosis) -> str:
+    """One line a person reads: "Tumor likely (glioma)" or "No tumor found"."""
+    if not diagnosis.tumor:
+        return "No tumor found"
+    return f"Tumor likely ({diagnosis.type})" if diagnosis.type else "Tumor likely"
+
+
+# --- one result as HTML --------------------------------------------------------------------------------------
+
+
+def html_report(
+    diagnosis: Diagnosis,
+    detector_card: ModelCard,
+    classifier_card: ModelCard | None = None,
+    overlay_png: bytes | None = None,
+    heatmap: str | None = None,
+    scan: str | None = None,
+    operating_point: OperatingPoint | None = None,
+    created: datetime | None = None,
+) -> str:
+    """A self-contained HTML page recording one result.
+
+    Args:
+        diagnosis: the result at the threshold the user chose.
+        detector_card, classifier_card: the cards of the models that produced it.
+        overlay_png: the heatmap overlay as PNG bytes, embedded as a data URI.
+        heatmap: how the heatmap was made, e.g. "Grad-CAM of the detector's tumor score".
+        scan: a non-identifying description of the input, e.g. "DICOM, 512 x 512, slice 12 of 24".
+        operating_point: the detector's held-out metrics at this threshold, when the card has held-out data.
+        created: the report's time (default: now, UTC).
+
+    Returns:
+        The page as a string (UTF-8); open it in any browser or print it to PDF.
+    """
+    created = created or datetime.now(timezone.utc)
+    escape = html.escape
+    notice = detector_card.notice
+    sections = [
+        f"<h1>BrainML result</h1><p class='meta'>{escape(created.strftime('%Y-%m-%d %H:%M UTC'))} · BrainML "
+        f"{escape(__version__)}</p>",
+        f"<div class='notice'><strong>Research and teaching tool, not a diagnosis.</strong> {escape(notice)}</div>",
+        _result_section(diagnosis, scan),
+    ]
+    if overlay_png:
+        encoded = base64.b64encode(overlay_png).decode("ascii")
+        caption = escape(heatmap or "Heatmap over the scan")
+        sections.append(f"<h2>Where the model looked</h2><figure><img alt='heatmap overlay' "
+                        f"src='data:image/png;base64,{encoded}'><figcaption>{caption}. A heatmap shows which pixels "
+                        "moved the model's score; it is not a segmentation of the tumor.</figcaption></figure>")
+    if operating_point is not None:
+        sections.append(_operating_point_section(operating_point, detector_card))
+    sections.append(_card_section("Detector", detector_card))
+    if classifier_card is not None:
+        sections.append(_card_section("Type classifier", classifier_card))
+    sections.append("<p class='meta'>This report holds no patient data: no file name, no DICOM tags. It was made in "
+                    "memory and not stored by the app.</p>")
+    return _PAGE.format(body="\n".join(sections))
+
+
+def _percent(value) -> str:
+    return "n/a" if value is None else f"{float(value):.1%}"
+
+
+def _interval(values) -> str:
+    if not values or values[0] is None or values[1] is None:
+        return ""
+    return f" ({float(values[0]):.1%} – {float(values[1]):.1%})"
+
+
+def _result_section(diagnosis: Diagnosis, scan: str | None) -> str:
+    escape = html.escape
+    places = decimals(diagnosis.tumor_probability, diagnosis.threshold)
+    rows = [
+        ("Verdict", f"<strong class='{'tumor' if diagnosis.tumor else 'clear'}'>{escape(verdict_text(diagnosis))}"
+                    "</strong>"),
+        ("P(tumor)", f"{diagnosis.tumor_probability:.{places}f}"),
+        ("Threshold", f"{diagnosis.threshold:.{places}f} (tumor when P(tumor) ≥ threshold)"),
+    ]
+    if scan:
+        rows.insert(0, ("Input", escape(scan)))
+    if diagnosis.type_probabilities:
+        ordered = sorted(diagnosis.type_probabilities.items(), key=lambda item: -item[1])
+        rows.append(("Type probabilities", ", ".join(f"{escape(name)} {p:.1%}" for name, p in ordered)))
+    if diagnosis.note:
+        rows.append(("Note", escape(diagnosis.note)))
+    return "<h2>Result</h2>" + _table(rows)
+
+
+def _operating_point_section(point: OperatingPoint, card: ModelCard) -> str:
+    rows = [(METRIC_NAMES[name], f"{getattr(point, name):.1%}{_interval(getattr(point, name + '_ci'))}")
+            for name in ("recall", "specificity", "precision", "accuracy")]
+    rows.append(("Confusion matrix", f"TP {point.tp} · FP {point.fp} · TN {point.tn} · FN {point.fn}"))
+    split = html.escape(card.held_out_split or "held-out data")
+    return (f"<h2>The detector at threshold {point.threshold:.3f}</h2><p>On {point.n} cases of the {split} "
+            "(95% Wilson intervals):</p>" + _table(rows))
+
+
+def _card_section(title: str, card: ModelCard) -> str:
+    escape = html.escape
+    rows = [
+        ("Model", escape(card.name)),
+        ("Architecture", escape(card.architecture)),
+        ("Trained on", "synthetic MRI slices" if card.trained_on_synthetic else "real MRI data"),
+    ]
+    if card.threshold is not None:
+        rows.append(("Card threshold", f"{card.threshold:.3f} — {escape(card.threshold_rule or 'rule not recorded')}"))
+    metrics = card.metrics or {}
+    if card.task == "detect":
+        for name in DETECTOR_METRICS:
+            if name in metrics:
+                rows.append((METRIC_NAMES[name], f"{_percent(metrics[name])}{_interval(metrics.get(name + '_ci'))}"))
+    else:
+        for name in ("accuracy", "macro_f1"):
+            if name in metrics:
+                rows.append((METRIC_NAMES[name], f"{_percent(metrics[name])}{_interval(metrics.get(name + '_ci'))}"))
+    if card.held_out_split:
+        rows.append(("Measured on", escape(card.held_out_split) + (f", n = {metrics['n']}" if "n" in metrics else "")))
+    return f"<h2>{escape(title)}</h2>" + _table(rows)
+
+
+def _table(rows) -> str:
+    cells = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
+    return f"<table>{cells}</table>"
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>BrainML result</title>
+<style>
+body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 820px; margin: 2em auto;
+       padding: 0 1em; color: #1d2230; line-height: 1.45; }}
+h1 {{ margin-bottom: 0.1em; }} h2 {{ margin-top: 1.6em; border-bottom: 1px solid #dde1e8; padding-bottom: 0.2em; }}
+.meta {{ color: #5f6675; font-size: 0.9em; }}
+.notice {{ background: #fff4e0; border-left: 4px solid #e5a02a; padding: 0.7em 1em; margin: 1em 0; }}
+table {{ border-collapse: collapse; width: 100%; }}
+th, td {{ text-align: left; padding: 0.35em 0.6em; border-bottom: 1px solid #eceff3; vertical-align: top; }}
+th {{ width: 34%; color: #4b5263; font-weight: 600; }}
+.tumor {{ color: #b3261e; }} .clear {{ color: #1f5f99; }}
+figure {{ margin: 0; }} img {{ max-width: 100%; image-rendering: auto; border-radius: 4px; }}
+figcaption {{ color: #5f6675; font-size: 0.9em; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""
+
+
+# --- a batch of files ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchRow:
+    """One file of a batch: its result, or why it could not be read.
+
+    Attributes:
+        file: the file's name (for a zip, "archive.zip/member.png").
+        slice: the slice diagnosed (volumes: the one with most brain, or the middle of a series); None for errors.
+        tumor_probability, tumor, type: the result at the batch's threshold; None for errors.
+        error: the reader's message for a file that could not be read, else None.
+    """
+
+    file: str
+    slice: int | None = None
+    tumor_probability: float | None = None
+    tumor: bool | None = None
+    type: str | None = None
+    error: str | None = None
+
+    @property
+    def verdict(self) -> str:
+        if self.error is not None:
+            return "unreadable"
+        return "tumor" if self.tumor else "no tumor"
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["verdict"] = self.verdict
+        return {key: values[key] for key in ("file", "slice", "tumor_probability", "verdict", "type", "error")}
+
+
+def batch_row(file: str, result: Diagnosis | str, threshold: float, slice_index: int | None = None) -> BatchRow:
+    """A batch row from a diagnosis made at threshold 0.0 (see :func:`diagnosis_at`), or from an error message."""
+    if isinstance(result, str):
+        return BatchRow(file, error=result)
+    at_threshold = diagnosis_at(result, threshold)
+    return BatchRow(file, slice_index, round(at_threshold.tumor_probability, 6), at_threshold.tumor, at_threshold.type)
+
+
+def batch_summary(rows: Iterable[BatchRow]) -> dict[str, int]:
+    """Counts of files by verdict: ``{"files", "tumor", "no tumor", "unreadable"}``."""
+    counts = {"files": 0, "tumor": 0, "no tumor": 0, "unreadable": 0}
+    for row in rows:
+        counts["files"] += 1
+        counts[row.verdict] += 1
+    return counts
+
+
+def batch_csv(rows: Iterable[BatchRow], threshold: float, models: Mapping[str, str]) -> str:
+    """The batch as CSV text: one row per file, with the threshold and the models in every row so the file
+    still says how it was made when it is cut apart."""
+    buffer = io.StringIO()
+    fields = ["file", "slice", "tumor_probability", "verdict", "type", "error", "threshold", "detector", "classifier"]
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row.to_dict(), "threshold": f"{threshold:.6f}", "detector": models.get("detector", ""),
+                         "classifier": models.get("classifier", "")})
+    return buffer.getvalue()
+
+
+def zip_entries(data: bytes) -> list[tuple[str, bytes]]:
+    """The files inside a zip that holds separate scans, for a batch to read one by one.
+
+    Call it only on a zip that :func:`brainml.io.read_scan` has accepted: the reader has checked the zip's member
+    count and unpacked size, so this only lists and reads. Folders, macOS and Windows clutter, and paths that
+    point outside the archive are left out.
+
+    Returns:
+        (member name, bytes) in name order.
+    """
+    entries, unpacked = [], 0
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        members = [info for info in archive.infolist() if not info.is_dir() and not _clutter(info.filename)]
+        for info in sorted(members[:MAX_ZIP_MEMBERS], key=lambda item: item.filename):
+            if info.flag_bits & 0x1:
+                continue  # encrypted: the reader would refuse it anyway
+            with archive.open(info) as stream:
+                blob = stream.read(MAX_UNPACKED_BYTES - unpacked + 1)
+            unpacked += len(blob)
+            if unpacked > MAX_UNPACKED_BYTES:
+                break
+            entries.append((info.filename, blob))
+    return entries
+
+
+def _clutter(member: str) -> bool:
+    path = member.replace("\\", "/")
+    base = path.rsplit("/", 1)[-1]
+    outside = path.startswith("/") or (len(path) > 1 and path[1] == ":") or ".." in path.split("/")
+    return outside or path.startswith("__MACOSX/") or base.startswith(".") or base in ("Thumbs.db", "DICOMDIR")
+
+
+def metric_rows(metrics: Mapping, names: Iterable[str] = DETECTOR_METRICS) -> list[dict]:
+    """A card's metrics as table rows ``{"name", "metric", "value", "ci_low", "ci_high"}``, for the names it holds
+    ("name" is the card's key, "metric" what people read).
+
+    Args:
+        metrics: a card's ``metrics`` (test report) dictionary.
+        names: which metrics, in order; those the card lacks are left out.
+    """
+    rows = []
+    for name in names:
+        if name not in metrics:
+            continue
+        low, high = (metrics.get(f"{name}_ci") or (None, None))[:2]
+        rows.append({"name": name, "metric": METRIC_NAMES.get(name, name), "value": metrics[name], "ci_low": low,
+                     "ci_high": high})
+    return rows
+
+
+def localisation_rows(table: Mapping[str, Mapping[str, Mapping]]) -> list[dict]:
+    """A localisation table (``{method: {class: {...}}}``, see :func:`brainml.explain.localisation_table`) as
+    flat rows ``{"method", "class", "pointing_game", "energy_in_mask", "n"}``, pooled rows ("all") first."""
+    rows = []
+    for method, by_class in table.items():
+        for name in sorted(by_class, key=lambda item: (item != "all", item)):
+            values = by_class[name]
+            rows.append({"method": method, "class": name, "pointing_game": values.get("pointing_game"),
+                         "energy_in_mask": values.get("energy_in_mask"), "n": values.get("n")})
+    return rows

@@ -1,0 +1,112 @@
+"""Detect: a scan in (upload or example), the verdict at the shared threshold, the tumor type, and the heatmap."""
+
+import streamlit as st
+
+from brainml import charts, viz
+from brainml.examples import EXAMPLES, find_example
+from brainml.io import READABLE, SUPPORTED_EXTENSIONS, ScanError
+from brainml.report import diagnosis_at, html_report
+from ui import imaging, loaders, state, views
+
+state.page_setup("Detect")
+choice = state.model_picker()
+models = loaders.models_or_stop(choice)
+
+st.title("Detect")
+SOURCES = ("Example scan", "Upload a scan")
+top = st.columns([1, 2])
+source = state.remembered(top[0].radio, "Source", key="detect_source", default=SOURCES[0], options=list(SOURCES))
+
+if source == SOURCES[0]:
+    example_key = state.remembered(
+        top[1].selectbox, "Example", key="detect_example", default=EXAMPLES[0].key, options=[e.key for e in EXAMPLES],
+        format_func=lambda key: find_example(key).title,
+        help="Synthetic slices with a known answer; the Lab makes more.",
+    )
+    example = find_example(example_key)
+    image = loaders.example_case(example_key).image
+    scan = None
+    scan_id = f"example:{example_key}"
+    description = f"BrainML example '{example.title}' (synthetic)"
+else:
+    upload = top[1].file_uploader(
+        "Scan file", type=list(SUPPORTED_EXTENSIONS), key="detect_upload",
+        help=f"{READABLE}. The file stays in this server's memory for this session and is never written to disk.",
+    )
+    if upload is None:
+        st.info(f"Upload one slice or volume: {READABLE}. Or switch to an example scan above.")
+        st.stop()
+    try:
+        scan = loaders.read_upload(upload.file_id, upload.name, upload.getvalue())
+    except ScanError as error:
+        st.error(str(error), icon=":material/error:")
+        st.stop()
+    scan_id = f"upload:{upload.file_id}"
+    if st.session_state.get("detect_scan_id") != scan_id:
+        # A new scan starts on its own default slice and window.
+        st.session_state["detect_slice"] = scan.chosen_slice
+        st.session_state["detect_level"], st.session_state["detect_width"] = 0.5, 1.0
+    controls = st.columns([2, 1]) if scan.n_slices > 1 else [st.container(), None]
+    slice_index = scan.chosen_slice
+    if scan.n_slices > 1:
+        slice_index = controls[0].slider("Slice", 0, scan.n_slices - 1, key="detect_slice",
+                                         help="The reader starts on the slice with the most brain (NIfTI) or the "
+                                              "middle of a DICOM series.")
+    image = scan.slice(slice_index)
+    if scan.format in ("DICOM", "NIfTI"):
+        with (controls[1] if controls[1] is not None else st).expander("Window / level"):
+            level = st.slider("Level", 0.0, 1.0, step=0.01, key="detect_level")
+            width = st.slider("Width", 0.05, 1.0, step=0.01, key="detect_width")
+            st.caption("Adjusts the file's own window (shown as level 0.5, width 1.0). The models see the "
+                       "re-windowed slice too.")
+        image = imaging.rewindow(image, level, width)
+    height, width_px = image.shape
+    volume = f", slice {slice_index + 1} of {scan.n_slices}" if scan.n_slices > 1 else ""
+    description = f"uploaded {scan.format}, {width_px} × {height} pixels{volume}"
+st.session_state["detect_scan_id"] = scan_id
+
+with st.spinner("Running the models…"):
+    first_pass = loaders.diagnose(models, image)
+
+left, right = st.columns([3, 2], gap="large")
+with right:
+    threshold = state.threshold_slider(models, key="detect_threshold")
+    diagnosis = diagnosis_at(first_pass, threshold)
+    st.session_state["detect_last"] = {"tumor_probability": diagnosis.tumor_probability, "scan": description}
+    views.verdict(diagnosis, models, "detect")
+    state.disclaimer(models.detector.card)
+
+with left:
+    settings = views.heatmap_controls("detect", models)
+    result = loaders.heatmap(models, image, settings.method, settings.target)
+    picture = viz.overlay(image, result.map, colormap=settings.colormap, opacity=settings.opacity,
+                          contour=settings.contour)
+    caption = f"{loaders.method_label(settings.method)} of {loaders.target_label(settings.target).lower()}"
+    if result.empty:
+        st.info("This heatmap is empty: nothing in the image moved the score it explains. That is common for a "
+                "confident answer; try another method or target.", icon=":material/info:")
+    if settings.raw:
+        st.plotly_chart(charts.heat_map(result.map, settings.colormap), width="stretch", key="detect_raw_map",
+                        config={"displayModeBar": False})
+        st.caption(f"{caption}: the map alone, as computed (no smoothing, no masking).")
+    else:
+        st.image(picture, caption=caption, width="stretch")
+
+    overlay_png = viz.to_png_bytes(picture)
+    held_out = loaders.held_out(models)
+    report = html_report(
+        diagnosis, models.detector.card, models.classifier.card if models.classifier else None,
+        overlay_png=overlay_png, heatmap=caption, scan=description,
+        operating_point=held_out.sweep.at(threshold) if held_out else None,
+    )
+    downloads = st.columns(2)
+    downloads[0].download_button("Download the image (PNG)", overlay_png, file_name="brainml_heatmap.png",
+                                 mime="image/png", key="detect_download_png", icon=":material/image:",
+                                 width="stretch")
+    downloads[1].download_button("Download a report (HTML)", report, file_name="brainml_report.html",
+                                 mime="text/html", key="detect_download_report", icon=":material/description:",
+                                 width="stretch")
+
+if scan is not None:
+    with st.expander("About this file (no patient data: the reader keeps no names, IDs or dates)"):
+        views.scan_facts(scan)

@@ -1,0 +1,73 @@
+"""Batch: many files (or a zip) in, one row per scan out, with counts, thumbnails and a CSV."""
+
+import streamlit as st
+
+from brainml import viz
+from brainml.examples import EXAMPLES
+from brainml.io import READABLE, SUPPORTED_EXTENSIONS
+from brainml.report import batch_csv, batch_row, batch_summary
+from ui import loaders, state, views
+
+THUMBNAILS = 24
+
+state.page_setup("Batch")
+choice = state.model_picker()
+models = loaders.models_or_stop(choice)
+
+st.title("Batch")
+st.markdown(f"Drop many scans, or a zip of them: {READABLE}. Each file gets a row; a file that cannot be read gets "
+            "its reason and the batch goes on. Volumes are read on their default slice (the one with most brain, or "
+            "the middle of a DICOM series).")
+uploads = st.file_uploader("Scans", type=list(SUPPORTED_EXTENSIONS), accept_multiple_files=True, key="batch_upload",
+                           help="Files stay in this server's memory for this session; nothing is written to disk.")
+use_examples = False
+if not uploads:
+    use_examples = st.toggle("Try it on the built-in examples", key="batch_use_examples",
+                             help="Runs the batch on BrainML's synthetic example scans.")
+    if not use_examples:
+        st.stop()
+
+threshold = state.threshold_slider(models, key="batch_threshold")
+state.disclaimer(models.detector.card)
+
+if use_examples:
+    items = [loaders.BatchItem(example.file_name, scan=None) for example in EXAMPLES]
+    images = [loaders.example_case(example.key).image for example in EXAMPLES]
+    slices = [None] * len(EXAMPLES)
+else:
+    items = loaders.batch_items(uploads)
+    images = [item.scan.image if item.scan is not None else None for item in items]
+    slices = [item.scan.chosen_slice if item.scan is not None and item.scan.n_slices > 1 else None for item in items]
+
+progress = st.progress(0.0, text="Running the models…")
+results = []
+for done, (item, image) in enumerate(zip(items, images), start=1):
+    results.append(loaders.diagnose(models, image) if image is not None else item.error)
+    progress.progress(done / len(items), text=f"Running the models… {done} of {len(items)}")
+progress.empty()
+
+rows = [batch_row(item.name, result, threshold, slice_index)
+        for item, result, slice_index in zip(items, results, slices)]
+counts = batch_summary(rows)
+cells = st.columns(4)
+cells[0].metric("Files", counts["files"])
+cells[1].metric("Tumor", counts["tumor"])
+cells[2].metric("No tumor", counts["no tumor"])
+cells[3].metric("Unreadable", counts["unreadable"])
+
+views.batch_table(rows, key="batch_table")
+st.download_button("Download the table (CSV)", batch_csv(rows, threshold, models.cascade.model_labels),
+                   file_name="brainml_batch.csv", mime="text/csv", key="batch_download_csv",
+                   icon=":material/download:")
+
+if st.toggle("Show thumbnails with heatmaps", key="batch_thumbnails",
+             help=f"Grad-CAM of the detector's tumor score over the first {THUMBNAILS} readable scans."):
+    readable = [(row, image) for row, image in zip(rows, images) if image is not None]
+    columns = st.columns(4)
+    for position, (row, image) in enumerate(readable[:THUMBNAILS]):
+        heat = loaders.heatmap(models, image, loaders.DEFAULT_METHOD).map
+        kind = f" ({row.type})" if row.type else ""
+        caption = f"{row.file} · P(tumor) {row.tumor_probability:.2f} · {row.verdict}{kind}"
+        columns[position % 4].image(viz.overlay(image, heat), caption=caption, width="stretch")
+    if len(readable) > THUMBNAILS:
+        st.caption(f"The first {THUMBNAILS} of {len(readable)} readable scans; open any file on Detect for more.")

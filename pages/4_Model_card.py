@@ -1,0 +1,162 @@
+"""Model card: what each model is, what it learned from, how it did on held-out data, and what it is not for."""
+
+import streamlit as st
+
+from brainml import charts
+from brainml.report import localisation_rows, metric_rows
+from ui import loaders, state, views
+
+state.page_setup("Model card")
+choice = state.model_picker()
+models = loaders.models_or_stop(choice)
+
+st.title("Model card")
+state.disclaimer(models.detector.card)
+NO_BAR = {"displayModeBar": False}
+LOCALISATION_CASES = 24
+
+
+def identity(bundle, path: str) -> None:
+    card = bundle.card
+    provenance = card.provenance or {}
+    facts = {
+        "name": card.name,
+        "task": "tumor / no tumor" if card.task == "detect" else "tumor type: " + ", ".join(card.class_names),
+        "architecture": card.architecture,
+        "parameters": provenance.get("parameters"),
+        "input": "{size} × {size} × {channels}, {normalisation} normalisation, crop to head: {crop_to_head}".format(
+            **card.prep_spec.to_dict()),
+        "Grad-CAM layer": card.gradcam_layer,
+        "trained on": "synthetic MRI slices" if card.trained_on_synthetic else "real MRI data",
+        "card file": loaders.display_path(path),
+        "versions": ", ".join(f"{k} {v}" for k, v in (card.versions or {}).items()),
+    }
+    st.dataframe([{"Property": key, "Value": "n/a" if value is None else str(value)} for key, value in facts.items()],
+                 hide_index=True, width="stretch", key=f"card_identity_{card.task}")
+
+
+def provenance(bundle) -> None:
+    card = bundle.card
+    provenance_ = card.provenance or {}
+    data = provenance_.get("data", {})
+    st.markdown("#### Data and training")
+    lines = []
+    if data:
+        generated = f" (generator v{data['generator_version']}, seed {data.get('seed')})" if "generator_version" in data else ""
+        lines.append(f"- **Data set:** {data.get('layout', 'unknown layout')}, {data.get('path', '')}{generated}")
+    if provenance_.get("splits"):
+        lines.append("- **Splits:** " + ", ".join(f"{k} {v}" for k, v in provenance_["splits"].items()))
+    if provenance_.get("test_source"):
+        lines.append(f"- **Test set:** {provenance_['test_source']}")
+    if "leaks_removed" in provenance_:
+        lines.append("- **Near-duplicates removed (leakage check):** "
+                     + ", ".join(f"{k} {v}" for k, v in provenance_["leaks_removed"].items()))
+    if provenance_.get("epochs_run") is not None:
+        seconds = provenance_.get("train_seconds")
+        lines.append(f"- **Epochs run:** {provenance_['epochs_run']}" + (f" in {seconds:.0f} s" if seconds else ""))
+    st.markdown("\n".join(lines) or "The card records no provenance.")
+    if data.get("counts"):
+        st.dataframe(
+            [{"split": split, **counts} for split, counts in data["counts"].items()],
+            hide_index=True, key=f"card_counts_{card.task}",
+        )
+    if card.history:
+        st.plotly_chart(charts.training_history(card.history), width="stretch", key=f"card_history_{card.task}",
+                        config=NO_BAR)
+    with st.expander("Training configuration"):
+        st.json(provenance_.get("config", {}), expanded=True)
+
+
+def limits(bundle) -> None:
+    card = bundle.card
+    st.markdown("#### Intended use and limits")
+    st.markdown(card.intended_use)
+    if card.limitations:
+        st.markdown("\n".join(f"- {item}" for item in card.limitations))
+
+
+detector_tab, classifier_tab = st.tabs(["Detector", "Type classifier"])
+
+with detector_tab:
+    bundle = models.detector
+    card = bundle.card
+    metrics = card.metrics or {}
+    identity(bundle, models.detector_path)
+    st.markdown(f"#### Test metrics at the card's threshold {card.threshold if card.threshold is not None else 0.5:.3f}")
+    st.caption(f"Threshold rule: {card.threshold_rule or 'not recorded'}. Measured on "
+               f"{card.held_out_split or 'held-out data'}, n = {metrics.get('n', '?')}; 95% Wilson intervals "
+               "(bootstrap for F1 and ROC AUC).")
+    rows = metric_rows(metrics)
+    if rows:
+        views.metric_table(rows, key="card_detector_metrics")
+    else:
+        st.info("This card holds no test metrics. Add them with `python -m brainml evaluate --update-card`.")
+    held_out = loaders.held_out(models)
+    left, right = st.columns(2)
+    if metrics.get("confusion_matrix"):
+        left.plotly_chart(charts.confusion_matrix(metrics["confusion_matrix"], ["notumor", "tumor"]),
+                          width="stretch", key="card_detector_confusion", config=NO_BAR)
+    if held_out is not None:
+        point = held_out.sweep.at(card.threshold if card.threshold is not None else 0.5)
+        right.plotly_chart(charts.reliability(held_out.calibration), width="stretch", key="card_detector_calibration",
+                           config=NO_BAR)
+        left, right = st.columns(2)
+        left.plotly_chart(charts.roc(held_out.curves, point), width="stretch", key="card_detector_roc", config=NO_BAR)
+        right.plotly_chart(charts.precision_recall(held_out.curves, point), width="stretch", key="card_detector_pr",
+                           config=NO_BAR)
+    st.markdown("#### Where the heatmaps point")
+    st.caption("On synthetic tumor cases, whose lesion masks are known: the **pointing game** counts a heatmap whose "
+               "peak lies on the lesion (within a few pixels); **energy inside the lesion** is the share of the map "
+               "that falls on it. `python -m brainml explain --evaluate --data DIR` measures the same on a data set.")
+    localisation = metrics.get("localisation")
+    if not localisation and st.toggle(f"Measure it now on {LOCALISATION_CASES} fresh synthetic cases",
+                                      key="card_localisation_run",
+                                      help="Every heatmap method on each case; takes a little while on a CPU."):
+        with st.spinner("Computing heatmaps for every method…"):
+            localisation = loaders.localisation(models, LOCALISATION_CASES)
+    if localisation:
+        st.plotly_chart(charts.localisation(localisation), width="stretch", key="card_localisation", config=NO_BAR)
+        st.dataframe(
+            localisation_rows(localisation), hide_index=True, width="stretch", key="card_localisation_table",
+            column_config={"pointing_game": st.column_config.NumberColumn("pointing game", format="percent"),
+                           "energy_in_mask": st.column_config.NumberColumn("energy in lesion", format="percent")},
+        )
+    provenance(bundle)
+    limits(bundle)
+
+with classifier_tab:
+    if models.classifier is None:
+        st.info("No type classifier is selected in the sidebar.")
+    else:
+        bundle = models.classifier
+        card = bundle.card
+        metrics = card.metrics or {}
+        identity(bundle, models.classifier_path)
+        st.markdown("#### Test metrics")
+        st.caption(f"Measured on {card.held_out_split or 'held-out data'}, n = {metrics.get('n', '?')}; "
+                   "the prediction is the most probable class. 95% Wilson intervals.")
+        rows = metric_rows(metrics, ("accuracy", "macro_f1"))
+        if rows:
+            views.metric_table(rows, key="card_classifier_metrics")
+        per_class = metrics.get("per_class") or {}
+        if per_class:
+            st.dataframe(
+                [{"class": charts.class_label(name), "precision": values.get("precision"),
+                  "recall": values.get("recall"), "F1": values.get("f1"), "support": values.get("support"),
+                  "recall 95% CI": "n/a" if not values.get("recall_ci") or values["recall_ci"][0] is None
+                  else f"{values['recall_ci'][0]:.2f} – {values['recall_ci'][1]:.2f}"}
+                 for name, values in per_class.items()],
+                hide_index=True, width="stretch", key="card_classifier_per_class",
+                column_config={name: st.column_config.NumberColumn(format="%.3f")
+                               for name in ("precision", "recall", "F1")},
+            )
+        left, right = st.columns(2)
+        if metrics.get("confusion_matrix"):
+            left.plotly_chart(charts.confusion_matrix(metrics["confusion_matrix"], card.class_names),
+                              width="stretch", key="card_classifier_confusion", config=NO_BAR)
+        calibration = loaders.classifier_calibration(models.classifier_path)
+        if calibration is not None:
+            right.plotly_chart(charts.reliability(calibration, what="fraction correct"), width="stretch",
+                               key="card_classifier_calibration", config=NO_BAR)
+        provenance(bundle)
+        limits(bundle)

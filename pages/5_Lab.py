@@ -1,0 +1,128 @@
+"""Lab: make a tumor to order, see where it truly is and where the model looked; and how a scan becomes model input."""
+
+import streamlit as st
+
+from brainml import charts, synth, viz
+from brainml.examples import EXAMPLES, find_example
+from brainml.explain import energy_in_mask, pointing_game
+from brainml.io import READABLE, SUPPORTED_EXTENSIONS, ScanError
+from brainml.preprocess import prepare
+from brainml.report import diagnosis_at
+from ui import loaders, state, views
+
+TRUTH_COLOUR = (0, 255, 0)
+
+state.page_setup("Lab")
+choice = state.model_picker()
+models = loaders.models_or_stop(choice)
+
+st.title("Lab")
+case_tab, prep_tab = st.tabs(["A tumor to order", "From scan to model input"])
+
+
+def next_case() -> None:
+    state.forget_and_set("lab_seed", int(st.session_state.get("lab_seed", 0)) + 1)
+
+
+with case_tab:
+    st.markdown("Choose a tumor, generate a synthetic slice that holds it, and compare **where the tumor is** "
+                "(the generator knows) with **where the model looked** (the heatmap).")
+    row = st.columns(5)
+    label = state.remembered(row[0].selectbox, "Tumor type", key="lab_label", default="glioma",
+                             options=list(synth.CLASS_NAMES), format_func=charts.class_label)
+    contrast = state.remembered(row[1].selectbox, "Contrast", key="lab_contrast", default="T1c",
+                                options=list(synth.CONTRASTS),
+                                help="T1c is T1-weighted after contrast agent: enhancing tumors light up.")
+    plane = state.remembered(row[2].selectbox, "Plane", key="lab_plane", default="axial", options=list(synth.PLANES))
+    radius = state.remembered(row[3].slider, "Radius (mm)", key="lab_radius", default=15.0, min_value=3.0,
+                              max_value=26.0, step=0.5, disabled=label == "notumor",
+                              help="Meningiomas are capped at 22 mm and pituitary tumors at 16 mm, as the "
+                                   "generator draws them.")
+    method = state.remembered(row[4].selectbox, "Heatmap method", key="lab_method", default=loaders.DEFAULT_METHOD,
+                              options=list(loaders.heatmap_methods()), format_func=loaders.method_label)
+    row = st.columns(5, vertical_alignment="bottom")
+    placeable = label in ("glioma", "meningioma")
+    place = state.remembered(row[0].toggle, "Choose the position", key="lab_place", default=False,
+                             disabled=not placeable,
+                             help="Gliomas go to the nearest white matter, meningiomas to the nearest dura; "
+                                  "pituitary tumors always sit in the sella.")
+    position = None
+    if place and placeable:
+        up_down = state.remembered(row[1].slider, "Top ↔ bottom", key="lab_row", default=0.4, min_value=0.0,
+                                   max_value=1.0, step=0.05)
+        left_right = state.remembered(row[2].slider, "Left ↔ right", key="lab_col", default=0.6, min_value=0.0,
+                                      max_value=1.0, step=0.05)
+        position = (up_down, left_right)
+    seed = state.remembered(row[3].number_input, "Seed", key="lab_seed", default=1, min_value=0, step=1,
+                            help="The same choices and seed give the same slice.")
+    row[4].button("New case", key="lab_new", on_click=next_case, icon=":material/casino:", width="stretch")
+
+    case = loaders.lab_case(label, contrast, plane, None if label == "notumor" else radius, position, int(seed))
+    threshold = state.current_threshold(models)
+    diagnosis = diagnosis_at(loaders.diagnose(models, case.image), threshold)
+    result = loaders.heatmap(models, case.image, method)
+
+    truth, looked, answer = st.columns([2, 2, 2], gap="medium")
+    truth.image(viz.mask_outline(case.image, case.mask, TRUTH_COLOUR, width=2) if case.mask.any() else case.image,
+                caption=f"Where the tumor is: {charts.class_label(case.label)}, {case.contrast}, {case.plane}"
+                        + (f" (outlined, {case.lesion_area_px} px)" if case.mask.any() else ""), width="stretch")
+    picture = viz.overlay(case.image, result.map, contour=True)
+    if case.mask.any():
+        picture = viz.mask_outline(picture, case.mask, TRUTH_COLOUR, width=1)
+    looked.image(picture, caption=f"Where the model looked: {loaders.method_label(method)} of the detector's tumor "
+                                  "score (white: its hottest region; green: the tumor)", width="stretch")
+    with answer:
+        views.verdict(diagnosis, models, "lab")
+        st.markdown("#### Did it look at the tumor?")
+        if not case.mask.any():
+            st.markdown("There is no tumor in this slice, so there is nothing to point at; a good detector gives a "
+                        "low P(tumor) here and its tumor map has no clear hot spot.")
+        elif result.empty:
+            st.markdown("The heatmap is empty: the model found no evidence for a tumor anywhere.")
+        else:
+            hit = pointing_game(result.map, case.mask)
+            share = energy_in_mask(result.map, case.mask)
+            if hit:
+                st.success("Yes: the heatmap's peak lies on the tumor (pointing game hit).", icon=":material/my_location:")
+            else:
+                st.error("No: the heatmap's peak lies off the tumor (pointing game miss).", icon=":material/location_off:")
+            st.markdown(f"**{share:.0%}** of the heatmap's energy lies inside the tumor, which covers "
+                        f"{case.mask.mean():.1%} of the slice.")
+        state.disclaimer(models.detector.card)
+
+with prep_tab:
+    st.markdown("Every model sees a slice the same way, in training and here: crop to the head, resize to the "
+                "model's input, then normalise the intensities. The steps for any scan:")
+    SOURCES = ("The Lab's case", "An example", "An upload")
+    source = state.remembered(st.radio, "Scan", key="lab_prep_source", default=SOURCES[0], options=list(SOURCES),
+                              horizontal=True)
+    image = case.image
+    if source == SOURCES[1]:
+        key = state.remembered(st.selectbox, "Example", key="lab_prep_example", default=EXAMPLES[0].key,
+                               options=[e.key for e in EXAMPLES], format_func=lambda k: find_example(k).title)
+        image = loaders.example_case(key).image
+    elif source == SOURCES[2]:
+        upload = st.file_uploader("Scan", type=list(SUPPORTED_EXTENSIONS), key="lab_prep_upload", help=READABLE)
+        if upload is None:
+            st.info(f"Upload a scan: {READABLE}.")
+            st.stop()
+        try:
+            image = loaders.read_upload(upload.file_id, upload.name, upload.getvalue()).image
+        except ScanError as error:
+            st.error(str(error), icon=":material/error:")
+            st.stop()
+    spec = models.detector.card.prep_spec
+    tensor, box = prepare(image, spec)
+    steps = st.columns(3)
+    steps[0].plotly_chart(charts.scan_with_box(image, box, "1 · The slice and the head's box"), width="stretch",
+                          key="lab_prep_box", config={"displayModeBar": False})
+    steps[0].caption(f"{image.shape[1]} × {image.shape[0]} pixels; box rows {box.top}–{box.bottom}, columns "
+                     f"{box.left}–{box.right}.")
+    steps[1].image(image[box.top:box.bottom, box.left:box.right], caption=f"2 · Cropped: {box.width} × {box.height}",
+                   width="stretch", clamp=True)
+    model_input = tensor[..., 0]
+    shown = (model_input - model_input.min()) / max(float(model_input.max() - model_input.min()), 1e-6)
+    steps[2].image(shown, caption=f"3 · Model input: {spec.size} × {spec.size}, {spec.normalisation} normalisation",
+                   width="stretch", clamp=True)
+    st.caption(f"The detector's preprocessing, from its card: {spec.to_dict()}. Heatmaps are computed on the model "
+               "input and mapped back through the same box onto the original slice.")

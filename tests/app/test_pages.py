@@ -1,0 +1,189 @@
+"""Every page renders, and the flows a user relies on work, through Streamlit's AppTest."""
+
+import pytest
+from conftest import PAGES, markdown_text, problems
+
+# The session-state key of the threshold every page shares, and the sidebar's "type a path" choice (ui/state.py).
+THRESHOLD = "threshold"
+OTHER_PATH = "other"
+VERDICTS = ("Tumor likely", "No tumor found")
+
+
+def verdict_of(at) -> str:
+    headlines = [element.value for element in at.markdown if element.value.startswith("### ")]
+    found = [verdict for verdict in VERDICTS if any(verdict in line for line in headlines)]
+    assert len(found) == 1, f"expected one verdict, got {headlines}"
+    return found[0]
+
+
+def images(at) -> list:
+    return list(at.image)
+
+
+def test_home_page_introduces_the_models_and_the_examples(app):
+    text = markdown_text(app)
+    assert "BrainML" in app.title[0].value
+    assert any("not a diagnosis" in element.value for element in app.warning)
+    assert "Detector" in text and "Type classifier" in text
+    assert [button.key for button in app.button] == [
+        "home_open_glioma", "home_open_meningioma", "home_open_pituitary", "home_open_notumor"]
+    assert len(images(app)) == 4
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_every_page_renders_without_an_exception(open_page, name):
+    at = open_page(name)
+    assert at.title, f"{name} has no title"
+    assert at.error == [] or name == "lab"  # the Lab may report a pointing-game miss with st.error
+
+
+def test_home_example_opens_in_detect_with_a_verdict_and_a_heatmap(app):
+    app.button(key="home_open_pituitary").click().run()
+    assert problems(app) == []
+    assert app.title[0].value == "Detect"
+    assert app.selectbox(key="detect_example").value == "pituitary"
+    assert verdict_of(app) in VERDICTS
+    assert len(images(app)) == 1
+    assert "Grad-CAM" in images(app)[0].captions[0]
+    assert any("not a diagnosis" in element.value for element in app.warning)
+
+
+def test_detect_on_an_uploaded_png_shows_a_verdict_and_a_heatmap(open_page, scan_png):
+    at = open_page("detect")
+    at.radio(key="detect_source").set_value("Upload a scan").run()
+    assert any("Upload one slice" in element.value for element in at.info)
+    at.file_uploader(key="detect_upload").set_value(("my scan.png", scan_png, "image/png")).run()
+    assert problems(at) == [] and at.error == []
+    assert verdict_of(at) in VERDICTS
+    assert len(images(at)) == 1
+    assert [button.key for button in at.get("download_button")] == ["detect_download_png", "detect_download_report"]
+
+
+def test_a_bad_upload_shows_the_readers_message_and_the_page_keeps_working(open_page, text_as_png, scan_png):
+    at = open_page("detect")
+    at.radio(key="detect_source").set_value("Upload a scan").run()
+    at.file_uploader(key="detect_upload").set_value(("scan.png", text_as_png, "image/png")).run()
+    assert problems(at) == []
+    assert len(at.error) == 1
+    message = at.error[0].value
+    assert message.startswith("scan.png: This file holds text, not an image or a scan.")
+    assert images(at) == []
+    at.file_uploader(key="detect_upload").set_value(("scan.png", scan_png, "image/png")).run()
+    assert problems(at) == [] and at.error == []
+    assert verdict_of(at) in VERDICTS
+
+
+def most_borderline_example(at) -> float:
+    """Select the example whose P(tumor) is nearest 0.5 (so thresholds just above and below it exist) and
+    return that P(tumor)."""
+    probabilities = {}
+    for key in at.selectbox(key="detect_example").options:
+        at.selectbox(key="detect_example").set_value(key).run()
+        probabilities[key] = at.session_state["detect_last"]["tumor_probability"]
+    chosen = min(probabilities, key=lambda key: abs(probabilities[key] - 0.5))
+    at.selectbox(key="detect_example").set_value(chosen).run()
+    return probabilities[chosen]
+
+
+def test_the_threshold_flips_a_borderline_verdict_without_running_the_models_again(open_page, monkeypatch):
+    at = open_page("detect")
+    probability = most_borderline_example(at)
+    if not 0.0005 <= probability <= 0.9995:
+        pytest.skip(f"every example scores {probability:.4f} or further from 0.5: no threshold flips it")
+    below, above = probability - 0.0005, probability + 0.0005
+
+    at.slider(key="detect_threshold").set_value(below).run()
+    assert verdict_of(at) == "Tumor likely"
+    assert at.session_state[THRESHOLD] == pytest.approx(below)
+
+    from brainml import predict
+
+    def no_model_call(*args, **kwargs):
+        raise AssertionError("moving the threshold ran a model")
+
+    monkeypatch.setattr(predict.Cascade, "run", no_model_call)
+    at.slider(key="detect_threshold").set_value(above).run()
+    assert problems(at) == []
+    assert verdict_of(at) == "No tumor found"
+    assert at.session_state[THRESHOLD] == pytest.approx(above)
+
+
+def test_the_explorer_slider_moves_the_metrics_and_the_detect_verdict(open_page):
+    at = open_page("explorer")
+    at.slider(key="explorer_threshold").set_value(0.0).run()
+    everything = {metric.label: metric.value for metric in at.metric}
+    assert everything["Recall (sensitivity)"] == "100.0%"
+    assert everything["Specificity"] == "0.0%"
+    at.slider(key="explorer_threshold").set_value(1.0).run()
+    nothing = {metric.label: metric.value for metric in at.metric}
+    assert nothing["Recall (sensitivity)"] == "0.0%"
+    assert nothing["Specificity"] == "100.0%"
+    # The same threshold drives Detect: at 1.0 nothing but a certain tumor is flagged.
+    at.switch_page(PAGES["detect"]).run()
+    assert at.slider(key="detect_threshold").value == pytest.approx(1.0)
+    if at.session_state["detect_last"]["tumor_probability"] < 1.0:
+        assert verdict_of(at) == "No tumor found"
+
+
+def test_the_explorer_presets_set_the_shared_threshold(open_page):
+    at = open_page("explorer")
+    at.slider(key="explorer_threshold").set_value(0.2).run()
+    at.button(key="explorer_preset_card").click().run()
+    card_threshold = at.session_state[THRESHOLD]
+    assert at.slider(key="explorer_threshold").value == pytest.approx(card_threshold)
+    assert card_threshold != pytest.approx(0.2)
+
+
+def test_batch_lists_good_and_bad_files_and_unpacks_a_zip(open_page, scan_png, text_as_png, zip_of_scans):
+    at = open_page("batch")
+    at.file_uploader(key="batch_upload").set_value([
+        ("good.png", scan_png, "image/png"),
+        ("notes.png", text_as_png, "image/png"),
+        ("two.zip", zip_of_scans, "application/zip"),
+    ]).run()
+    assert problems(at) == []
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["good.png", "notes.png", "two.zip/series/glioma.png", "two.zip/series/notumor.png"]
+    bad = table[table["file"] == "notes.png"].iloc[0]
+    assert bad["verdict"] == "unreadable"
+    assert bad["error"].startswith("This file holds text, not an image or a scan.")
+    assert set(table[table["file"] != "notes.png"]["verdict"]) <= {"tumor", "no tumor"}
+    counts = {metric.label: metric.value for metric in at.metric}
+    assert counts["Files"] == "4" and counts["Unreadable"] == "1"
+    at.toggle(key="batch_thumbnails").set_value(True).run()
+    assert problems(at) == []
+    assert len(images(at)) == 3
+
+
+def test_model_card_shows_test_metrics_with_intervals(open_page):
+    at = open_page("model_card")
+    tables = [frame.value for frame in at.dataframe if "Metric" in frame.value.columns]
+    detector, classifier = tables  # one per tab
+    assert "Recall (sensitivity)" in list(detector["Metric"])
+    assert all(" – " in interval or interval == "n/a" for interval in detector["95% interval"])
+    assert "Accuracy" in list(classifier["Metric"])
+    assert "Intended use and limits" in markdown_text(at)
+
+
+def test_lab_compares_the_true_tumor_with_the_heatmap(open_page):
+    at = open_page("lab")
+    assert len(images(at)) >= 2
+    text = markdown_text(at)
+    assert "Did it look at the tumor?" in text
+    pointing = [element.value for element in [*at.success, *at.error]]
+    assert any("pointing game" in value for value in pointing) or "heatmap is empty" in text
+    seed = at.number_input(key="lab_seed").value
+    at.button(key="lab_new").click().run()
+    assert problems(at) == []
+    assert at.number_input(key="lab_seed").value == seed + 1
+    at.selectbox(key="lab_label").set_value("notumor").run()
+    assert "nothing to point at" in markdown_text(at)
+
+
+def test_a_typed_model_path_that_does_not_exist_falls_back_with_a_message(open_page):
+    at = open_page("detect")
+    at.selectbox(key="sidebar_detector").set_value(OTHER_PATH).run()
+    at.text_input(key="sidebar_detector_path").set_value("models/nowhere.json").run()
+    assert problems(at) == []
+    assert any("No model card at models/nowhere.json" in element.value for element in at.sidebar.error)
+    assert verdict_of(at) in VERDICTS

@@ -1,0 +1,102 @@
+"""A real browser against the running app: upload a scan, read the verdict, see the heatmap, move the threshold."""
+
+import re
+
+import pytest
+
+from brainml.examples import example_png
+
+pytestmark = pytest.mark.browser
+
+SCRIPT_STATE = ("() => { const app = document.querySelector(\"[data-testid='stApp']\");"
+                " return app ? app.getAttribute('data-test-script-state') : null; }")
+VERDICT = re.compile(r"P\(tumor\) ([0-9.]+) (≥|<) threshold ([0-9.]+)")
+
+
+def wait_until_idle(page) -> None:
+    """Let the rerun an action started begin (if it has not already ended), then wait for it to end."""
+    page.wait_for_selector("[data-testid='stApp']")
+    try:
+        page.wait_for_function(f"() => ({SCRIPT_STATE})() === 'running'", timeout=1000)
+    except Exception:  # Playwright's TimeoutError: the run was already over, or none was needed
+        pass
+    page.wait_for_function(f"() => ({SCRIPT_STATE})() === 'notRunning'")
+    page.wait_for_load_state("networkidle")
+
+
+def verdict_line(page):
+    return page.locator("[data-testid='stMarkdownContainer']").filter(has_text=VERDICT).first
+
+
+def wait_for_new_verdict(page, before: str) -> None:
+    """A slider commits its value a moment after the last key press; wait until the page shows the rerun's result."""
+    from playwright.sync_api import expect
+
+    expect(verdict_line(page)).not_to_have_text(before, timeout=30_000)
+    wait_until_idle(page)
+
+
+def verdict(page) -> tuple[str, float, str, float]:
+    """(headline, P(tumor), relation, threshold) as the page shows them."""
+    headline = page.locator("h3").filter(has_text=re.compile("Tumor likely|No tumor found")).inner_text()
+    line = verdict_line(page).inner_text()
+    probability, relation, threshold = VERDICT.search(line).groups()
+    return headline, float(probability), relation, float(threshold)
+
+
+def consistent(headline: str, probability: float, relation: str, threshold: float) -> bool:
+    tumor = probability >= threshold
+    return (relation == "≥") == tumor and ("Tumor likely" in headline) == tumor
+
+
+def test_upload_a_png_read_the_verdict_see_the_heatmap_and_move_the_threshold(app_url, page):
+    page.goto(f"{app_url}/Detect")
+    wait_until_idle(page)
+    page.get_by_text("Upload a scan").click()
+    wait_until_idle(page)
+
+    page.locator("input[type='file']").set_input_files(
+        files=[{"name": "my_scan.png", "mimeType": "image/png", "buffer": example_png("meningioma")}])
+    wait_until_idle(page)
+
+    headline, probability, relation, threshold = verdict(page)
+    assert consistent(headline, probability, relation, threshold)
+    heatmap = page.locator("[data-testid='stImage'] img").first
+    assert heatmap.is_visible()
+    assert heatmap.evaluate("image => image.complete && image.naturalWidth") == 256
+    assert "Grad-CAM" in page.locator("[data-testid='stImage']").first.inner_text()
+    assert page.get_by_text("not a diagnosis").first.is_visible()
+
+    slider = page.get_by_role("slider", name="Decision threshold")
+    before = verdict_line(page).inner_text()
+    slider.focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+    wait_for_new_verdict(page, before)
+    moved = verdict(page)
+    assert moved[3] > threshold
+    assert moved[1] == pytest.approx(probability, abs=1e-3)  # shown to as many decimals as it takes
+    assert consistent(*moved)
+
+    before = verdict_line(page).inner_text()
+    slider.focus()
+    page.keyboard.press("End")
+    wait_for_new_verdict(page, before)
+    highest = verdict(page)
+    assert highest[3] == pytest.approx(1.0)
+    assert consistent(*highest)
+    if probability < 1.0:
+        assert "No tumor found" in highest[0]
+
+
+def test_a_text_file_named_png_shows_the_readers_message(app_url, page):
+    page.goto(f"{app_url}/Detect")
+    wait_until_idle(page)
+    page.get_by_text("Upload a scan").click()
+    wait_until_idle(page)
+    page.locator("input[type='file']").set_input_files(
+        files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image, only some text\n" * 8}])
+    wait_until_idle(page)
+    alert = page.locator("[data-testid='stAlert']").filter(has_text="This file holds text")
+    assert alert.is_visible()
+    assert page.locator("[data-testid='stException']").count() == 0

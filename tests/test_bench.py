@@ -1,0 +1,23 @@
+"""The benchmark runs end to end in --quick mode and emits every field; no timing is asserted here."""
+
+import json
+
+from brainml import cli
+
+REQUIRED = ("cascade_ms_p50", "cascade_heatmap_ms_p50", "faster_scorecam_ms_p50", "throughput_ips", "cold_start_s",
+            "slider_ms", "peak_rss_mb", "folder_ips")
+
+
+def test_bench_quick_json_has_every_field(capsys):
+    assert cli.main(["bench", "--quick", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    for key in REQUIRED:
+        assert isinstance(results[key], (int, float)) and results[key] > 0, key
+    for method in ("read_prepare", "detector", "classifier", "cascade", "gradcam", "gradcam++", "faster-scorecam",
+                   "layercam", "overlay"):
+        timing = results["timings_ms"][method]
+        assert timing["p95_ms"] >= timing["p50_ms"] > 0
+    assert set(results["targets"]) == {"cascade_ms_p50", "cascade_heatmap_ms_p50", "faster_scorecam_ms_p50",
+                                       "throughput_ips", "cold_start_s", "slider_ms", "peak_rss_mb"}
+    assert results["ceiling"]["matmul_gflops"] > 0 and results["ceiling"]["detector_mflops"] > 0
+    assert results["environment"]["cores"] >= 1

@@ -1,0 +1,316 @@
+"""Everything expensive, computed once and cached.
+
+``st.cache_resource`` holds objects shared by every session and never copied: models, explainers, decoded scans
+and example cases (none of them is changed after it is made). ``st.cache_data`` holds small results that are
+copied per call: diagnoses, heatmaps, threshold sweeps. Cache keys include each card's modification time, so
+replacing a model file on disk takes effect without restarting the app.
+
+Moving the threshold never reaches a model: a diagnosis is computed once at threshold 0.0 and re-read at any
+threshold with :func:`brainml.report.diagnosis_at`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from brainml import charts, examples, metrics, report
+from brainml.bundle import BundleError, ModelBundle, ModelCard, card_path_for, load_bundle, read_card
+from brainml.io import Scan, ScanError, read_scan
+from brainml.predict import Cascade, Diagnosis
+
+
+def _stamp(path: str) -> float:
+    """The card's modification time: part of every cache key, so a retrained model replaces the cached one."""
+    try:
+        return card_path_for(path).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def model_cards(models_dir: str) -> dict[str, ModelCard]:
+    """Every readable model card in ``models_dir``, by path; unreadable ones are left out (the picker cannot
+    offer them, and the sidebar explains typed paths that fail)."""
+    cards = {}
+    for path in sorted(Path(models_dir).glob("*.json")):
+        try:
+            cards[str(path)] = read_card(path)
+        except BundleError:
+            continue
+    return cards
+
+
+def display_path(path: str) -> str:
+    """A card path as people read it: relative to the app's folder when it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(__file__).resolve().parents[1]))
+    except ValueError:
+        return str(path)
+
+
+def card(path: str) -> ModelCard:
+    """One card, read fresh (cards are small); raises BundleError."""
+    return read_card(path)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def _bundle(path: str, stamp: float) -> ModelBundle:
+    return load_bundle(path)
+
+
+def bundle(path: str) -> ModelBundle:
+    """The bundle at ``path``, loaded once per process; raises BundleError."""
+    return _bundle(path, _stamp(path))
+
+
+@dataclass(frozen=True)
+class Models:
+    """The models a page works with: the cascade, its two bundles and their card paths."""
+
+    cascade: Cascade
+    detector_path: str
+    classifier_path: str | None
+
+    @property
+    def detector(self) -> ModelBundle:
+        return self.cascade.detector
+
+    @property
+    def classifier(self) -> ModelBundle | None:
+        return self.cascade.classifier
+
+    @property
+    def key(self) -> tuple:
+        """What identifies these models in a cache key."""
+        return (self.detector_path, _stamp(self.detector_path), self.classifier_path,
+                _stamp(self.classifier_path) if self.classifier_path else 0.0)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _cascade(detector_path: str, detector_stamp: float, classifier_path: str | None, classifier_stamp: float) -> Cascade:
+    detector = _bundle(detector_path, detector_stamp)
+    classifier = _bundle(classifier_path, classifier_stamp) if classifier_path else None
+    return Cascade(detector, classifier)
+
+
+def models(detector_path: str, classifier_path: str | None) -> Models:
+    """Load (once) and pair the chosen models; raises BundleError or ValueError with a message for people."""
+    cascade = _cascade(detector_path, _stamp(detector_path), classifier_path,
+                       _stamp(classifier_path) if classifier_path else 0.0)
+    return Models(cascade, detector_path, classifier_path)
+
+
+def models_or_stop(choice) -> Models:
+    """:func:`models` for a page: a model that cannot be loaded stops the page with its reason."""
+    try:
+        return models(choice.detector, choice.classifier)
+    except (BundleError, ValueError) as error:
+        st.error(f"The chosen models cannot be used: {error}")
+        st.stop()
+
+
+# --- scans ----------------------------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner="Reading the scan…", max_entries=16, ttl=3600)
+def read_upload(file_id: str, name: str, _data: bytes) -> Scan:
+    """Decode an upload once; ``file_id`` (unique per upload) is the key, so the bytes are not hashed on every
+    rerun. Raises ScanError, which is not cached: the same bad file gives the same message again."""
+    return read_scan(_data, name=name)
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One file of a batch after reading: its name and its scan, or the reader's message."""
+
+    name: str
+    scan: Scan | None = None
+    error: str | None = None
+
+
+@st.cache_resource(show_spinner=False, max_entries=512, ttl=3600)
+def _read_member(file_id: str, member: str, _data: bytes) -> Scan:
+    return read_scan(_data, name=member)
+
+
+def batch_items(uploads) -> list[BatchItem]:
+    """Read every uploaded file; a zip of separate scans becomes one item per file inside (a zip holding a DICOM
+    series stays one item, the series). Files that cannot be read become items with the reader's message."""
+    items = []
+    for upload in uploads:
+        data = upload.getvalue()
+        try:
+            scan = read_upload(upload.file_id, upload.name, data)
+        except ScanError as error:
+            items.append(BatchItem(upload.name, error=error.message))
+            continue
+        if "zip_member" not in scan.metadata:
+            items.append(BatchItem(upload.name, scan))
+            continue
+        for member, blob in report.zip_entries(data):
+            name = f"{upload.name}/{member}"
+            try:
+                items.append(BatchItem(name, _read_member(upload.file_id, member, blob)))
+            except ScanError as error:
+                items.append(BatchItem(name, error=error.message))
+    return items
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def example_case(key: str):
+    """An example scan and its lesion mask, generated once per process."""
+    return examples.example_case(key)
+
+
+@st.cache_resource(show_spinner="Generating the case…", max_entries=32)
+def lab_case(label: str, contrast: str, plane: str, radius_mm: float | None, position: tuple | None, seed: int):
+    """A case made to order for the Lab (see :func:`brainml.examples.made_to_order`), generated once."""
+    return examples.made_to_order(label, seed, contrast, plane, radius_mm, position)
+
+
+# --- results --------------------------------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _diagnose(model_key: tuple, image: np.ndarray) -> Diagnosis:
+    detector_path, detector_stamp, classifier_path, classifier_stamp = model_key
+    cascade = _cascade(detector_path, detector_stamp, classifier_path, classifier_stamp)
+    return cascade.run([image], threshold=0.0)[0]
+
+
+def diagnose(models_: Models, image: np.ndarray) -> Diagnosis:
+    """The cascade's diagnosis of one slice at threshold 0.0 (so it carries its type); see the module docstring."""
+    return _diagnose(models_.key, np.ascontiguousarray(image, dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """A detector card's held-out predictions and what the explorer draws from them.
+
+    Attributes:
+        labels: (N,) 0 = no tumor, 1 = tumor. scores: (N,) P(tumor).
+        sweep: every operating point. curves: ROC and PR. calibration: the reliability diagram.
+    """
+
+    labels: np.ndarray
+    scores: np.ndarray
+    sweep: metrics.ThresholdSweep
+    curves: metrics.Curves
+    calibration: metrics.Calibration
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _held_out(path: str, stamp: float) -> HeldOut:
+    card_ = read_card(path)
+    labels = np.asarray(card_.held_out_labels, dtype=int)
+    scores = np.asarray(card_.held_out_scores, dtype=float)
+    return HeldOut(labels, scores, metrics.sweep_thresholds(labels, scores), metrics.curves(labels, scores),
+                   metrics.calibration(labels, np.clip(scores, 0.0, 1.0)))
+
+
+def held_out(models_: Models) -> HeldOut | None:
+    """The detector card's held-out predictions, swept once; None when the card has none."""
+    if not models_.detector.card.has_held_out:
+        return None
+    return _held_out(models_.detector_path, _stamp(models_.detector_path))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _f1_interval(path: str, stamp: float, threshold: float) -> tuple[float, float]:
+    data = _held_out(path, stamp)
+    return metrics.f1_interval(data.labels, data.scores, threshold)
+
+
+def held_out_f1_interval(models_: Models, threshold: float) -> tuple[float, float]:
+    """Bootstrap 95% interval of F1 at ``threshold`` on the detector's held-out predictions."""
+    return _f1_interval(models_.detector_path, _stamp(models_.detector_path), round(float(threshold), 6))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _classifier_calibration(path: str, stamp: float) -> metrics.Calibration | None:
+    card_ = read_card(path)
+    if not card_.has_held_out:
+        return None
+    labels = np.asarray(card_.held_out_labels, dtype=int)
+    probabilities = np.asarray(card_.held_out_scores, dtype=float)
+    return metrics.calibration(probabilities.argmax(axis=1) == labels, np.clip(probabilities.max(axis=1), 0, 1))
+
+
+def classifier_calibration(path: str) -> metrics.Calibration | None:
+    """Confidence against the rate of correct answers on the classifier card's held-out predictions."""
+    return _classifier_calibration(path, _stamp(path))
+
+
+# --- heatmaps -------------------------------------------------------------------------------------------------
+
+DEFAULT_METHOD = "gradcam"
+TUMOR_TARGET = "tumor"
+
+
+def heatmap_methods() -> tuple[str, ...]:
+    from brainml import explain
+
+    return tuple(explain.METHODS)
+
+
+def method_label(method: str) -> str:
+    from brainml import explain
+
+    return explain.METHOD_LABELS.get(method, method)
+
+
+def heatmap_targets(models_: Models) -> list[str]:
+    """What a heatmap can explain: the detector's tumor score, then each class of the type classifier."""
+    targets = [TUMOR_TARGET]
+    if models_.classifier is not None:
+        targets += [f"class:{name}" for name in models_.classifier.card.class_names]
+    return targets
+
+
+def target_label(target: str) -> str:
+    if target == TUMOR_TARGET:
+        return "Detector: tumor score"
+    return f"Classifier: {charts.class_label(target.split(':', 1)[1])}"
+
+
+@st.cache_resource(show_spinner="Preparing the heatmap method…", max_entries=8)
+def _explainer(path: str, stamp: float):
+    from brainml import explain
+
+    return explain.Explainer.for_bundle(_bundle(path, stamp))
+
+
+@st.cache_data(show_spinner="Computing the heatmap…", max_entries=256)
+def _heatmap(path: str, stamp: float, image: np.ndarray, method: str, target: str):
+    from brainml import explain
+
+    return explain.heatmap(_explainer(path, stamp), image, method, target)
+
+
+def heatmap(models_: Models, image: np.ndarray, method: str, target: str = TUMOR_TARGET):
+    """The heatmap of ``target`` (see :func:`heatmap_targets`) on the original slice's grid, computed once.
+
+    Returns:
+        a :class:`brainml.explain.HeatmapResult`.
+    """
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    if target == TUMOR_TARGET:
+        return _heatmap(models_.detector_path, _stamp(models_.detector_path), image, method, TUMOR_TARGET)
+    return _heatmap(models_.classifier_path, _stamp(models_.classifier_path), image, method, target.split(":", 1)[1])
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _localisation(path: str, stamp: float, n_cases: int, seed: int) -> dict:
+    from brainml import explain
+
+    return explain.localisation_table(_explainer(path, stamp), examples.localisation_cases(n_cases, seed))
+
+
+def localisation(models_: Models, n_cases: int, seed: int = 0) -> dict:
+    """The detector's localisation table on ``n_cases`` fresh synthetic tumor cases (see
+    :func:`brainml.explain.localisation_table`); computed once per model."""
+    return _localisation(models_.detector_path, _stamp(models_.detector_path), n_cases, seed)

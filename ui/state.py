@@ -1,0 +1,216 @@
+"""Cross-page state: the models chosen in the sidebar and the one decision threshold every page shares.
+
+Streamlit forgets a widget's value when the user opens another page (a widget's identity includes its page), so
+values that must survive navigation are kept under their own session-state keys and copied into the widgets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from brainml.bundle import BundleError
+
+from . import loaders
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_DETECTOR = MODELS_DIR / "detector.json"
+DEFAULT_CLASSIFIER = MODELS_DIR / "classifier.json"
+
+# The decision threshold shared by Detect, the Threshold explorer and Batch, and the detector it belongs to: a
+# threshold tuned for one detector means nothing for another, so choosing another detector resets it.
+THRESHOLD = "threshold"
+THRESHOLD_DETECTOR = "threshold_detector"
+THRESHOLD_STEP = 0.001
+
+# Sidebar choices that are not card paths.
+OTHER_PATH = "other"
+NO_CLASSIFIER = "none"
+
+DISCLAIMER = "**Research and teaching tool, not a diagnosis.**"
+
+# The sidebar's page list (Streamlit's own is switched off in .streamlit/config.toml: it would call the home page
+# "streamlit app" after its file).
+PAGES = (
+    ("streamlit_app.py", "Home", ":material/home:"),
+    ("pages/1_Detect.py", "Detect", ":material/search:"),
+    ("pages/2_Threshold_explorer.py", "Threshold explorer", ":material/tune:"),
+    ("pages/3_Batch.py", "Batch", ":material/table_rows:"),
+    ("pages/4_Model_card.py", "Model card", ":material/description:"),
+    ("pages/5_Lab.py", "Lab", ":material/science:"),
+)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The card paths the sidebar settled on; ``classifier`` is None for a detector-only cascade."""
+
+    detector: str
+    classifier: str | None
+
+
+def remembered(widget, label: str, *, key: str, default, options=None, **kwargs):
+    """Draw ``widget`` under ``key`` and keep its value across pages.
+
+    The kept value comes back as the widget's default (``value=`` or ``index=``), not through session state, so
+    the browser shows exactly what the page computes with.
+
+    Args:
+        widget: a Streamlit widget function (``st.selectbox``, ``st.slider``, ``st.toggle`` ...).
+        default: the value before the user chose one; also used when a kept value is no longer among ``options``.
+        options: the widget's options, for widgets that take them (selectbox, radio).
+    """
+    kept = f"kept_{key}"
+    value = st.session_state.get(kept, default)
+    if options is not None:
+        options = list(options)
+        if value not in options:
+            value = default if default in options else options[0]
+        if key in st.session_state and st.session_state[key] not in options:
+            del st.session_state[key]
+        kwargs.update(options=options, index=options.index(value))
+    else:
+        kwargs["value"] = value
+    value = widget(label, key=key, **kwargs)
+    st.session_state[kept] = value
+    return value
+
+
+def forget_and_set(key: str, value) -> None:
+    """Give a :func:`remembered` widget a new value from a callback: the widget forgets its own and starts from
+    this one."""
+    st.session_state[f"kept_{key}"] = value
+    if key in st.session_state:
+        del st.session_state[key]
+
+
+def navigation() -> None:
+    """Links to every page, at the top of the sidebar (only when the app runs from streamlit_app.py: page links
+    are relative to it, and a page run on its own has no other pages)."""
+    context = get_script_run_ctx()
+    if context is None or Path(context.main_script_path).name != PAGES[0][0]:
+        return
+    with st.sidebar:
+        st.markdown("### :material/neurology: BrainML")
+        for path, label, icon in PAGES:
+            st.page_link(path, label=label, icon=icon)
+        st.divider()
+
+
+def _card_label(path: str, cards: dict) -> str:
+    if path == OTHER_PATH:
+        return "Another card (type a path)…"
+    if path == NO_CLASSIFIER:
+        return "None: detector only"
+    card = cards.get(path)
+    name = Path(path).stem
+    return name if card is None else f"{name} ({card.architecture})"
+
+
+def _typed_card(label: str, key: str, task: str) -> str | None:
+    typed = remembered(st.text_input, label, key=key, default="", placeholder=f"models/my_{task}.json").strip()
+    if not typed:
+        st.info("Type the path of a model card (.json) on this server; its .keras file must lie beside it.")
+        return None
+    try:
+        card = loaders.card(typed)
+    except BundleError as error:
+        st.error(str(error))
+        return None
+    wanted = "detect" if task == "detector" else "classify"
+    if card.task != wanted:
+        st.error(f"{typed} is a {card.task} model; choose a {task} card here.")
+        return None
+    return typed
+
+
+def model_picker() -> ModelChoice:
+    """The sidebar's model picker: every card in ``models/`` plus any path the user types.
+
+    Returns:
+        The detector and classifier cards to use; an unusable typed path falls back to the default models, with
+        the reason shown in the sidebar.
+    """
+    navigation()
+    cards = loaders.model_cards(str(MODELS_DIR))
+    detectors = [path for path, card in cards.items() if card.task == "detect"]
+    classifiers = [path for path, card in cards.items() if card.task == "classify"]
+    default_detector = str(DEFAULT_DETECTOR) if str(DEFAULT_DETECTOR) in detectors else (detectors or [OTHER_PATH])[0]
+    default_classifier = str(DEFAULT_CLASSIFIER) if str(DEFAULT_CLASSIFIER) in classifiers else (
+        classifiers or [NO_CLASSIFIER])[0]
+    with st.sidebar:
+        st.subheader("Models")
+        detector = remembered(
+            st.selectbox, "Detector (tumor / no tumor)", key="sidebar_detector", default=default_detector,
+            options=[*detectors, OTHER_PATH], format_func=lambda path: _card_label(path, cards),
+            help="Every model card in the models/ folder, or one you point to.",
+        )
+        if detector == OTHER_PATH:
+            detector = _typed_card("Detector card path", "sidebar_detector_path", "detector")
+            if detector is None and default_detector != OTHER_PATH:
+                st.caption(f"Using {Path(default_detector).name} until then.")
+                detector = default_detector
+        classifier = remembered(
+            st.selectbox, "Type classifier", key="sidebar_classifier", default=default_classifier,
+            options=[*classifiers, NO_CLASSIFIER, OTHER_PATH], format_func=lambda path: _card_label(path, cards),
+            help="Runs after the detector and names the tumor type.",
+        )
+        if classifier == OTHER_PATH:
+            classifier = _typed_card("Classifier card path", "sidebar_classifier_path", "classifier")
+            if classifier is None:
+                st.caption("Running the detector alone until then.")
+        chosen = [cards.get(path) for path in (detector, classifier) if path not in (None, NO_CLASSIFIER)]
+        if any(card is not None and card.trained_on_synthetic for card in chosen):
+            st.caption("These models learned from synthetic MRI slices only.")
+    if detector is None:
+        st.error("No detector is available: the models/ folder holds no detector card. Train one with "
+                 "`python -m brainml train --task detect ...` or type the path of a card in the sidebar.")
+        st.stop()
+    return ModelChoice(detector, None if classifier in (None, NO_CLASSIFIER) else classifier)
+
+
+def current_threshold(models: loaders.Models) -> float:
+    """The shared threshold, starting at (and reset to) the detector card's operating point."""
+    if st.session_state.get(THRESHOLD_DETECTOR) != models.detector_path or THRESHOLD not in st.session_state:
+        st.session_state[THRESHOLD] = models.cascade.default_threshold
+        st.session_state[THRESHOLD_DETECTOR] = models.detector_path
+    return float(st.session_state[THRESHOLD])
+
+
+def set_threshold(value: float) -> None:
+    """Set the shared threshold (a callback for preset buttons)."""
+    st.session_state[THRESHOLD] = float(min(max(value, 0.0), 1.0))
+
+
+def _adopt_slider(key: str) -> None:
+    set_threshold(st.session_state[key])
+
+
+def threshold_slider(models: loaders.Models, key: str, label: str = "Decision threshold", help: str | None = None,
+                     container=st) -> float:
+    """A slider bound to the shared threshold: moving it on one page moves it on all of them.
+
+    Returns:
+        The threshold after this run's interaction.
+    """
+    st.session_state[key] = current_threshold(models)
+    container.slider(
+        label, min_value=0.0, max_value=1.0, step=THRESHOLD_STEP, format="%.3f", key=key,
+        on_change=_adopt_slider, args=(key,),
+        help=help or "The verdict is tumor when P(tumor) is at or above this value. Lower it to miss fewer tumors "
+                     "(higher recall), raise it for fewer false alarms (higher specificity).",
+    )
+    return current_threshold(models)
+
+
+def disclaimer(card, container=st) -> None:
+    """The notice shown wherever a prediction is: what the tool is, and what its models learned from."""
+    container.warning(f"{DISCLAIMER} {card.notice}", icon=":material/info:")
+
+
+def page_setup(title: str, icon: str = ":material/neurology:") -> None:
+    """Page config shared by every page (wide layout, tab title)."""
+    st.set_page_config(page_title=f"{title} · BrainML", page_icon=icon, layout="wide")

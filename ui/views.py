@@ -1,0 +1,127 @@
+"""Pieces of page that more than one page draws: the verdict, the heatmap controls, scan facts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from brainml import charts
+from brainml.io import Scan
+from brainml.predict import Diagnosis
+from brainml.report import decimals, verdict_text
+
+from . import loaders, state
+
+COLORMAPS = ("jet", "inferno", "viridis", "turbo", "hot")
+
+
+@dataclass(frozen=True)
+class HeatmapSettings:
+    method: str
+    target: str
+    colormap: str
+    opacity: float
+    contour: bool
+    raw: bool
+
+
+def verdict(diagnosis: Diagnosis, models: loaders.Models, prefix: str, container=st) -> None:
+    """The verdict at the current threshold: headline, P(tumor) against the threshold, and the type."""
+    colour = "red" if diagnosis.tumor else "blue"
+    icon = ":material/warning:" if diagnosis.tumor else ":material/check_circle:"
+    container.markdown(f"### :{colour}[{icon} {verdict_text(diagnosis)}]")
+    relation = "≥" if diagnosis.tumor else "<"
+    places = decimals(diagnosis.tumor_probability, diagnosis.threshold)
+    container.markdown(
+        f"P(tumor) **{diagnosis.tumor_probability:.{places}f}** {relation} threshold **{diagnosis.threshold:.{places}f}**"
+    )
+    if diagnosis.note:
+        container.caption(diagnosis.note)
+    if diagnosis.tumor and diagnosis.type_probabilities:
+        container.plotly_chart(
+            charts.type_probabilities(diagnosis.type_probabilities, diagnosis.type), width="stretch",
+            config={"displayModeBar": False}, key=f"{prefix}_type_chart",
+        )
+    elif not diagnosis.tumor and diagnosis.type_probabilities:
+        container.caption("The type classifier runs only when the detector says tumor; lower the threshold to see "
+                          "what it would say.")
+    elif models.classifier is None:
+        container.caption("No type classifier is selected: the detector's verdict only.")
+
+
+def heatmap_controls(prefix: str, models: loaders.Models, container=st) -> HeatmapSettings:
+    """Method, target, colormap, opacity, contour and raw-map controls, remembered across pages."""
+    targets = loaders.heatmap_targets(models)
+    first, second, third = container.columns(2), container.columns(2), container.columns(2)
+    method = state.remembered(
+        first[0].selectbox, "Heatmap method", key=f"{prefix}_method", default=loaders.DEFAULT_METHOD,
+        options=list(loaders.heatmap_methods()), format_func=loaders.method_label,
+        help="Grad-CAM and its relatives weigh the last convolutional layer's maps by how much they move the "
+             "score; SmoothGrad averages input gradients over noisy copies of the scan.",
+    )
+    target = state.remembered(
+        first[1].selectbox, "Explain", key=f"{prefix}_target", default=targets[0], options=targets,
+        format_func=loaders.target_label,
+        help="Which score the heatmap explains: the detector's tumor score, or one class of the type classifier.",
+    )
+    colormap = state.remembered(second[0].selectbox, "Colormap", key=f"{prefix}_colormap", default="jet",
+                                options=list(COLORMAPS))
+    opacity = state.remembered(second[1].slider, "Opacity", key=f"{prefix}_opacity", default=0.45,
+                               min_value=0.0, max_value=1.0, step=0.05)
+    contour = state.remembered(third[0].toggle, "Outline the hottest region", key=f"{prefix}_contour", default=False,
+                               help="Outline where the map reaches 70% of its maximum.")
+    raw = state.remembered(third[1].toggle, "Show the map alone", key=f"{prefix}_raw", default=False,
+                           help="The heatmap as computed, with its values, without the scan under it.")
+    return HeatmapSettings(method, target, colormap, opacity, contour, raw)
+
+
+def scan_facts(scan: Scan, container=st) -> None:
+    """What the file says about itself, minus anything identifying (the reader keeps no names, IDs or dates)."""
+    height, width = scan.slices.shape[1:]
+    facts = {
+        "format": scan.format,
+        "size (pixels)": f"{width} × {height}",
+        "slices": scan.n_slices,
+        "bit depth": scan.bit_depth,
+    }
+    if scan.pixel_spacing:
+        facts["pixel spacing (mm)"] = f"{scan.pixel_spacing[0]:.3g} × {scan.pixel_spacing[1]:.3g}"
+    facts.update(scan.metadata)
+    container.json(facts, expanded=False)
+
+
+def metric_table(rows: list[dict], key: str, container=st) -> None:
+    """Card metrics (see :func:`brainml.report.metric_rows`) as a table: proportions in percent, areas as
+    decimals, each with its 95% interval."""
+
+    def text(name: str, value) -> str:
+        if value is None:
+            return "n/a"
+        return f"{value:.3f}" if name in ("roc_auc", "average_precision") else f"{value:.1%}"
+
+    container.dataframe(
+        [{"Metric": row["metric"], "Value": text(row["name"], row["value"]),
+          "95% interval": "n/a" if row["ci_low"] is None or row["ci_high"] is None
+          else f"{text(row['name'], row['ci_low'])} – {text(row['name'], row['ci_high'])}"} for row in rows],
+        hide_index=True, width="stretch", key=key,
+    )
+
+
+def batch_table(rows, key: str, container=st) -> None:
+    """A batch's rows (see :class:`brainml.report.BatchRow`) as a table; empty cells stay empty."""
+    container.dataframe(
+        [{name: "" if value is None and name in ("type", "error") else value for name, value in row.to_dict().items()}
+         for row in rows],
+        key=key, hide_index=True, width="stretch",
+        column_config={
+            "file": st.column_config.TextColumn("File", width="medium"),
+            "slice": st.column_config.NumberColumn("Slice", format="%d", width="small",
+                                                   help="For volumes: the slice diagnosed (0-based)."),
+            "tumor_probability": st.column_config.ProgressColumn("P(tumor)", format="%.3f", min_value=0.0,
+                                                                 max_value=1.0),
+            "verdict": st.column_config.TextColumn("Verdict", width="small"),
+            "type": st.column_config.TextColumn("Type", width="small"),
+            "error": st.column_config.TextColumn("Why it could not be read", width="large"),
+        },
+    )
