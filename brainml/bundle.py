@@ -44,6 +44,7 @@ class ModelCard:
     held_out_scores: list = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
     history: dict = field(default_factory=dict)
+    localisation: dict = field(default_factory=dict)  # {method: {class: {pointing_game, energy_in_mask, n}}}
     trained_on_synthetic: bool = True
     notice: str = SYNTHETIC_NOTICE
     intended_use: str = "Research and teaching: exploring how a CNN finds tumors in 2D MRI slices. Not for diagnosis."

@@ -81,6 +81,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="one JSON object per input, one per line")
     predict.set_defaults(handler=_predict)
 
+    explain = commands.add_parser("explain", help="heatmap of a scan, or how well heatmaps find known lesions (--evaluate)")
+    explain.add_argument("files", nargs="*", help="scans to explain")
+    explain.add_argument("--model", default=str(DEFAULT_MODELS / "detector.json"), help="model card to explain")
+    explain.add_argument("--method", default="gradcam", help="gradcam, gradcam++, faster-scorecam, layercam, smoothgrad")
+    explain.add_argument("--target", default=None, help="class to explain (default: tumor, or the predicted class)")
+    explain.add_argument("--out", default=".", help="folder for the overlay PNGs (default: current folder)")
+    explain.add_argument("--evaluate", action="store_true", help="score every method against lesion masks in --data")
+    explain.add_argument("--data", help="data set made by `python -m brainml synth` (with masks)")
+    explain.add_argument("--split", default="Testing")
+    explain.add_argument("--per-class", type=int, default=100, help="tumor slices per class to score (default 100)")
+    explain.add_argument("--methods", default=None, help="comma-separated methods for --evaluate (default: all)")
+    explain.add_argument("--update-card", action="store_true", help="store the --evaluate table in the card")
+    explain.add_argument("--json", action="store_true")
+    explain.set_defaults(handler=_explain)
+
     bench = commands.add_parser("bench", help="measure speed and memory on this machine against BrainML's targets")
     bench.add_argument("--detector", default=str(DEFAULT_MODELS / "detector.json"))
     bench.add_argument("--classifier", default=str(DEFAULT_MODELS / "classifier.json"))
@@ -167,6 +182,46 @@ def _predict(args) -> int:
         except ScanError as error:
             record["error"] = str(error)
         print(json.dumps(record) if args.json else _verdict_line(record), flush=True)
+    return 0
+
+
+def _explain(args) -> int:
+    if args.evaluate:
+        from .evaluate import localisation_report
+
+        if not args.data:
+            raise ValueError("explain --evaluate needs --data DIR (a data set with masks).")
+        methods = args.methods.split(",") if args.methods else None
+        table = localisation_report(args.model, args.data, methods, args.split, args.per_class, args.update_card)
+        if args.json:
+            print(json.dumps(table, allow_nan=False))
+        else:
+            print(f"{'method':<16}{'class':<12}{'pointing game':>14}{'energy in mask':>16}{'n':>6}")
+            for method, classes in table.items():
+                for name, row in classes.items():
+                    print(f"{method:<16}{name:<12}{row['pointing_game']:>14.3f}{row['energy_in_mask']:>16.3f}{row['n']:>6}")
+        return 0
+    if not args.files:
+        raise ValueError("explain needs scan files, or --evaluate --data DIR.")
+    from . import viz
+    from .bundle import load_bundle
+    from .explain import heatmap
+    from .io import ScanError, read_scan
+
+    bundle = load_bundle(args.model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for file in args.files:
+        try:
+            scan = read_scan(file)
+        except ScanError as error:
+            print(f"{file}: could not read: {error}")
+            continue
+        result = heatmap(bundle, scan.image, args.method, args.target)
+        target = out / f"{Path(file).name.split('.')[0]}_{args.method}.png"
+        target.write_bytes(viz.to_png_bytes(viz.side_by_side(scan.image, viz.overlay(scan.image, result.map))))
+        note = " (empty map: no evidence for this target)" if result.empty else ""
+        print(f"{file}: {result.method_label} for '{result.target}' -> {target}{note}")
     return 0
 
 

@@ -240,3 +240,42 @@ def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, trainin
         augment = augmentation(seed)
         dataset = dataset.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+@dataclass
+class MaskedCase:
+    """A labelled slice with its lesion mask (synthetic data sets ship masks; see ``manifest.csv``)."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    label: str
+
+
+def masked_cases(root: str | os.PathLike, split: str = "Testing", per_class: int | None = None) -> list[MaskedCase]:
+    """Tumor slices and their masks from a data set written by ``python -m brainml synth`` (first ``per_class`` of
+    each class in manifest order).
+
+    Raises:
+        DatasetError: the folder has no manifest with masks (real data sets have none).
+    """
+    import csv
+
+    root = Path(root)
+    manifest = root / "manifest.csv"
+    if not manifest.is_file():
+        raise DatasetError(f"{root} has no manifest.csv with lesion masks; localisation needs a data set made by "
+                           "`python -m brainml synth`.")
+    taken: Counter = Counter()
+    cases = []
+    with open(manifest, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["split"] != split or row["class"] == "notumor" or not row.get("mask"):
+                continue
+            if per_class is not None and taken[row["class"]] >= per_class:
+                continue
+            taken[row["class"]] += 1
+            image = read_scan(root / row["file"]).image
+            mask = read_scan(root / row["mask"]).image > 0.5 if (root / row["mask"]).is_file() else None
+            if mask is not None and mask.any():
+                cases.append(MaskedCase(image, mask, row["class"]))
+    return cases

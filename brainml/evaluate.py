@@ -69,3 +69,21 @@ def evaluate_path(card_path, data, split: str = "test", update_card: bool = Fals
         card.held_out_scores = np.round(evaluation.scores, 6).tolist()
         write_card(card, bundle.card_path)
     return evaluation
+
+
+def localisation_report(card_path, data, methods=None, split: str = "Testing", per_class: int = 100,
+                        update_card: bool = False) -> dict:
+    """``python -m brainml explain --evaluate``: the pointing game and energy-in-mask of each heatmap method on
+    slices whose lesion masks are known, per class; optionally stored in the card for the Model card page."""
+    from .datasets import masked_cases
+    from .explain import METHODS, localisation_table
+
+    bundle = load_bundle(card_path)
+    cases = masked_cases(data, split, per_class)
+    if not cases:
+        raise DatasetError(f"No tumor slices with masks in the {split} split of {data}.")
+    table = localisation_table(bundle, cases, tuple(methods or METHODS))
+    if update_card:
+        bundle.card.localisation = {"data": f"{split} split of {data}", "per_class": per_class, "table": table}
+        write_card(bundle.card, bundle.card_path)
+    return table

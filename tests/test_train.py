@@ -120,3 +120,18 @@ def test_mirrored_strategy_trains_on_two_logical_cpus(tiny_set, tmp_path):
     assert result["devices"] == 2
     assert np.isfinite(result["loss"][0])
     assert (tmp_path / "mirrored.keras").is_file()
+
+
+def test_explain_cli_writes_overlays_and_scores_localisation(tiny_detector, tiny_set, tmp_path, capsys):
+    scan = next((tiny_set / "Testing" / "glioma").glob("*.png"))
+    assert cli.main(["explain", str(scan), "--model", str(tiny_detector.card_path), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / f"{scan.stem}_gradcam.png").is_file()
+    capsys.readouterr()
+    assert cli.main(["explain", "--evaluate", "--data", str(tiny_set), "--model", str(tiny_detector.card_path),
+                     "--methods", "gradcam,layercam", "--json", "--update-card"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert set(table) == {"gradcam", "layercam"}
+    for method in table.values():
+        assert method["all"]["n"] == sum(row["n"] for name, row in method.items() if name != "all") > 0
+        assert 0.0 <= method["all"]["pointing_game"] <= 1.0 and 0.0 <= method["all"]["energy_in_mask"] <= 1.0
+    assert read_card(tiny_detector.card_path).localisation["table"]["gradcam"]["all"]["n"] == table["gradcam"]["all"]["n"]
