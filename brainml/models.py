@@ -129,7 +129,7 @@ def _with_imagenet_weights(arch, constructor, inputs):
         return constructor(include_top=False, weights="imagenet", input_tensor=inputs)
     except Exception as error:
         raise ModelError(
-            f"ImageNet weights for {arch} are not on this machine and could not be downloaded ({type(error).__name__}). "
+            f"ImageNet weights for {arch} are not on this machine and could not be downloaded ({str(error)[:160]}). "
             f"Download the Keras '{TRANSFER[arch]}' no-top weights file where you have internet, then pass it with "
             "--weights PATH; or train from scratch with --weights none."
         ) from None

@@ -81,7 +81,7 @@ with left:
     result = loaders.heatmap(models, image, settings.method, settings.target)
     picture = viz.overlay(image, result.map, colormap=settings.colormap, opacity=settings.opacity,
                           contour=settings.contour)
-    caption = f"{loaders.method_label(settings.method)} of {loaders.target_label(settings.target).lower()}"
+    caption = f"{loaders.method_label(settings.method)} of {loaders.target_phrase(settings.target)}"
     if result.empty:
         st.info("This heatmap is empty: nothing in the image moved the score it explains. That is common for a "
                 "confident answer; try another method or target.", icon=":material/info:")

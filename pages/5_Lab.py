@@ -35,12 +35,12 @@ with case_tab:
                                 help="T1c is T1-weighted after contrast agent: enhancing tumors light up.")
     plane = state.remembered(row[2].selectbox, "Plane", key="lab_plane", default="axial", options=list(synth.PLANES))
     radius = state.remembered(row[3].slider, "Radius (mm)", key="lab_radius", default=15.0, min_value=3.0,
-                              max_value=26.0, step=0.5, disabled=label == "notumor",
+                              max_value=26.0, step=0.5, format="%.1f", disabled=label == "notumor",
                               help="Meningiomas are capped at 22 mm and pituitary tumors at 16 mm, as the "
                                    "generator draws them.")
     method = state.remembered(row[4].selectbox, "Heatmap method", key="lab_method", default=loaders.DEFAULT_METHOD,
                               options=list(loaders.heatmap_methods()), format_func=loaders.method_label)
-    row = st.columns(5, vertical_alignment="bottom")
+    row = st.columns([1.4, 1.2, 1.2, 1, 1], vertical_alignment="bottom")
     placeable = label in ("glioma", "meningioma")
     place = state.remembered(row[0].toggle, "Choose the position", key="lab_place", default=False,
                              disabled=not placeable,

@@ -271,6 +271,13 @@ def heatmap_targets(models_: Models) -> list[str]:
     return targets
 
 
+def target_phrase(target: str) -> str:
+    """What a heatmap of ``target`` explains, as part of a sentence."""
+    if target == TUMOR_TARGET:
+        return "the detector's tumor score"
+    return f"the classifier's {charts.class_label(target.split(':', 1)[1]).lower()} score"
+
+
 def target_label(target: str) -> str:
     if target == TUMOR_TARGET:
         return "Detector: tumor score"
