@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import ScanError, read_scan
-from .preprocess import PrepSpec, prepare
+from .preprocess import PrepSpec, crop_like, prepare
 
 TUMOR_TYPES = ("glioma", "meningioma", "notumor", "pituitary")
 DETECT_CLASSES = ("notumor", "tumor")
@@ -189,26 +189,61 @@ class LoadedImages:
     hashes: np.ndarray  # (N, 18) uint8 perceptual hashes of the original slices
     samples: list[Sample]
     failures: list[tuple[str, str]]
+    masks: np.ndarray | None = None  # (N, size, size) float32 lesion masks on the input grid, when the set has them
+
+    def keep(self, indices: np.ndarray) -> None:
+        """Keep only the rows at ``indices`` (e.g. after removing leaks)."""
+        self.inputs, self.hashes = self.inputs[indices], self.hashes[indices]
+        self.samples = [self.samples[i] for i in indices]
+        if self.masks is not None:
+            self.masks = self.masks[indices]
 
 
-def load_images(samples: list[Sample], spec: PrepSpec, workers: int = 4) -> LoadedImages:
-    """Read and prepare every sample through the same path the app uses (``read_scan`` then ``prepare``)."""
+def mask_path(sample: Sample) -> Path:
+    """Where ``python -m brainml synth`` keeps a slice's lesion mask: ``masks/`` mirrors ``Training/``, ``Testing/``."""
+    path = sample.path
+    return path.parents[2] / "masks" / path.parent.parent.name / path.parent.name / path.name
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A lesion mask PNG as (H, W) float32 in [0, 1]. Not through ``read_scan``: an empty mask is a valid mask,
+    where a blank scan is an error."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("L"), np.float32) / 255.0
+
+
+def has_masks(samples: list[Sample]) -> bool:
+    return bool(samples) and all(mask_path(sample).is_file() for sample in samples[:20])
+
+
+def load_images(samples: list[Sample], spec: PrepSpec, workers: int = 4, with_masks: bool = False) -> LoadedImages:
+    """Read and prepare every sample through the same path the app uses (``read_scan`` then ``prepare``); with
+    ``with_masks``, also its lesion mask, cropped and resized exactly like the slice."""
 
     def load(sample: Sample):
         try:
             scan = read_scan(sample.path)
         except ScanError as error:
-            return sample, None, None, str(error)
-        tensor, _box = prepare(scan.image, spec)
-        return sample, tensor, perceptual_hash(scan.image), None
+            return sample, None, None, None, str(error)
+        tensor, box = prepare(scan.image, spec)
+        mask = None
+        if with_masks:
+            source = mask_path(sample)
+            mask = crop_like(read_mask(source), box, spec) if source.is_file() else np.zeros(spec.input_shape[:2])
+        return sample, tensor, perceptual_hash(scan.image), mask, None
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(load, samples))
-    ok = [(sample, tensor, digest) for sample, tensor, digest, error in results if error is None]
-    failures = [(str(sample.path), error) for sample, _t, _h, error in results if error is not None]
-    inputs = np.stack([tensor for _s, tensor, _h in ok]) if ok else np.zeros((0, *spec.input_shape), np.float32)
-    hashes = np.array([digest for _s, _t, digest in ok], dtype=np.uint8).reshape(len(ok), -1)
-    return LoadedImages(inputs, hashes, [sample for sample, _t, _h in ok], failures)
+    ok = [row for row in results if row[-1] is None]
+    failures = [(str(row[0].path), row[-1]) for row in results if row[-1] is not None]
+    inputs = np.stack([row[1] for row in ok]) if ok else np.zeros((0, *spec.input_shape), np.float32)
+    hashes = np.array([row[2] for row in ok], dtype=np.uint8).reshape(len(ok), -1)
+    masks = None
+    if with_masks:
+        masks = np.stack([row[3] for row in ok]).astype(np.float32) if ok else np.zeros((0, *spec.input_shape[:2]), np.float32)
+    return LoadedImages(inputs, hashes, [row[0] for row in ok], failures, masks)
 
 
 def augmentation(seed: int):
@@ -228,17 +263,42 @@ def augmentation(seed: int):
     )
 
 
-def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, training: bool, seed: int = 0):
-    """A ``tf.data`` pipeline: shuffled and augmented for training, plain and ordered otherwise."""
+def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, training: bool, seed: int = 0,
+               weights: np.ndarray | None = None, masks: np.ndarray | None = None, mask_grid: int = 8):
+    """A ``tf.data`` pipeline: shuffled and augmented for training, plain and ordered otherwise.
+
+    Args:
+        weights: (N,) per-sample loss weights (class weights for recall), or None.
+        masks: (N, S, S) lesion masks; when given, the targets become ``{"probability": targets, "lesion_map":
+            (N, mask_grid, mask_grid, 1)}`` where a cell is 1 if any lesion pixel lies in it. The masks ride along
+            as an extra channel through the same spatial augmentation as the images, so they stay aligned.
+    """
     import tensorflow as tf
 
-    dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
+    weights = np.ones(len(inputs), np.float32) if weights is None else weights.astype(np.float32)
+    if masks is None:
+        dataset = tf.data.Dataset.from_tensor_slices((inputs, targets, weights))
+    else:
+        stacked = np.concatenate([inputs, masks[..., None]], axis=-1)
+        dataset = tf.data.Dataset.from_tensor_slices((stacked, targets, weights))
     if training:
         dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
-    if training:
-        augment = augmentation(seed)
-        dataset = dataset.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    augment = augmentation(seed) if training else None
+    channels = inputs.shape[-1]
+
+    def arrange(x, y, w):
+        if augment is not None:
+            x = augment(x, training=True)
+        if masks is None:
+            return x, y, w
+        image, mask = x[..., :channels], x[..., channels:]
+        pool = inputs.shape[1] // mask_grid
+        cells = tf.cast(tf.nn.max_pool2d(mask, pool, pool, "VALID") > 0.5, tf.float32)
+        # The lesion-map loss is per cell, so its weights are too (one per cell; class weights apply to the verdict).
+        return image, {"probability": y, "lesion_map": cells}, {"probability": w, "lesion_map": tf.ones_like(cells[..., 0])}
+
+    dataset = dataset.map(arrange, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -275,7 +335,7 @@ def masked_cases(root: str | os.PathLike, split: str = "Testing", per_class: int
                 continue
             taken[row["class"]] += 1
             image = read_scan(root / row["file"]).image
-            mask = read_scan(root / row["mask"]).image > 0.5 if (root / row["mask"]).is_file() else None
+            mask = read_mask(root / row["mask"]) > 0.5 if (root / row["mask"]).is_file() else None
             if mask is not None and mask.any():
                 cases.append(MaskedCase(image, mask, row["class"]))
     return cases

@@ -162,6 +162,13 @@ def prepare(slice2d: np.ndarray, spec: PrepSpec) -> tuple[np.ndarray, CropBox]:
     return tensor, box
 
 
+def crop_like(map2d: np.ndarray, box: CropBox, spec: PrepSpec) -> np.ndarray:
+    """Put a map of the original slice (a lesion mask, say) onto the model-input grid exactly as :func:`prepare`
+    put the slice there: the same crop box, the same resize. Returns (size, size) float32."""
+    region = np.asarray(map2d, np.float32)[box.top:box.bottom, box.left:box.right]
+    return np.asarray(Image.fromarray(region).resize((spec.size, spec.size), RESAMPLING[spec.resample]), np.float32)
+
+
 def prepare_batch(slices: list[np.ndarray], spec: PrepSpec) -> tuple[np.ndarray, list[CropBox]]:
     """:func:`prepare` over many slices: (N, size, size, channels) float32 and the N crop boxes."""
     prepared = [prepare(slice2d, spec) for slice2d in slices]

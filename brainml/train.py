@@ -21,6 +21,7 @@ from .datasets import (
     DatasetError,
     discover,
     label_index,
+    has_masks,
     load_images,
     near_duplicates,
     stratified_split,
@@ -54,6 +55,8 @@ class TrainConfig:
     size: int = 128
     distribute: str | None = None  # None, "mirrored" or "multiworker"
     max_images: int | None = None  # cap per split, for quick trials and tests
+    # Weight of the lesion-map loss when the data set ships lesion masks (synthetic sets do; 0 turns it off).
+    mask_weight: float = 1.0
     synthetic: bool | None = None  # None: decided from the data folder's GENERATOR.txt
     extra: dict = field(default_factory=dict)
 
@@ -84,10 +87,12 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     splits = {"train": [pool[i] for i in keep], "validation": [pool[i] for i in held], "test": test}
     if config.max_images:
         splits = {name: _capped(samples, config.max_images, config.seed) for name, samples in splits.items()}
+    # Lesion masks, where the data set has them, teach the network where tumors are, not just that they exist.
+    use_masks = config.mask_weight > 0 and has_masks(splits["train"])
     loaded = {}
     for name, samples in splits.items():
-        log(f"reading {len(samples)} {name} images")
-        loaded[name] = load_images(samples, spec)
+        log(f"reading {len(samples)} {name} images" + (" and their lesion masks" if use_masks and name == "train" else ""))
+        loaded[name] = load_images(samples, spec, with_masks=use_masks and name in ("train", "validation"))
         for path, reason in loaded[name].failures[:5]:
             log(f"  skipped {path}: {reason}")
     leaks = _remove_leaks(loaded, log)
@@ -101,26 +106,32 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     n_outputs = 1 if config.task == "detect" else len(classes)
     with strategy.scope():
         model = build_model(config.arch, spec.input_shape, n_outputs, weights=config.weights)
+        trainer, mask_grid = _with_lesion_head(model) if use_masks else (model, None)
         loss = "binary_crossentropy" if n_outputs == 1 else "sparse_categorical_crossentropy"
-        model.compile(
+        metric = keras.metrics.AUC(name="auc") if n_outputs == 1 else "accuracy"
+        trainer.compile(
             optimizer=keras.optimizers.Adam(config.learning_rate),
-            loss=loss,
-            metrics=[keras.metrics.AUC(name="auc")] if n_outputs == 1 else ["accuracy"],
+            loss={"probability": loss, "lesion_map": "binary_crossentropy"} if use_masks else loss,
+            loss_weights={"probability": 1.0, "lesion_map": config.mask_weight} if use_masks else None,
+            metrics={"probability": [metric]} if use_masks else [metric],
         )
 
     # --- Fit: balanced class weights (a missed tumor class should not be the cheap mistake) ---
     counts = np.bincount(targets["train"], minlength=max(n_outputs, 2))
-    class_weight = {i: float(len(targets["train"]) / (len(counts) * max(c, 1))) for i, c in enumerate(counts)}
+    class_weight = len(targets["train"]) / (len(counts) * np.maximum(counts, 1))
     batch_size = config.batch_size * strategy.num_replicas_in_sync
-    train_data = tf_dataset(loaded["train"].inputs, _target_array(targets["train"], n_outputs), batch_size, True, config.seed)
-    val_data = tf_dataset(loaded["validation"].inputs, _target_array(targets["validation"], n_outputs), batch_size, False)
+    train_data = tf_dataset(loaded["train"].inputs, _target_array(targets["train"], n_outputs), batch_size, True,
+                            config.seed, class_weight[targets["train"]], loaded["train"].masks, mask_grid or 8)
+    val_data = tf_dataset(loaded["validation"].inputs, _target_array(targets["validation"], n_outputs), batch_size,
+                          False, masks=loaded["validation"].masks, mask_grid=mask_grid or 8)
+    monitor = "val_probability_loss" if use_masks else "val_loss"
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(config.patience // 2, 1)),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=config.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="min", factor=0.5, patience=max(config.patience // 2, 1)),
         EpochProgress(config.epochs, log),
     ]
-    history = model.fit(train_data, validation_data=val_data, epochs=config.epochs, class_weight=class_weight,
-                        callbacks=callbacks, verbose=0, shuffle=False)  # the pipeline already shuffles
+    history = trainer.fit(train_data, validation_data=val_data, epochs=config.epochs, callbacks=callbacks,
+                          verbose=0, shuffle=False)  # the pipeline already shuffles
 
     # --- Threshold on validation, metrics on test (never on training data) ---
     validation_scores = model_scores(model, loaded["validation"].inputs)
@@ -158,6 +169,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
             "epochs_run": len(history.history.get("loss", [])),
             "train_seconds": round(time.time() - started, 1),
             "parameters": int(model.count_params()),
+            "lesion_mask_supervision": use_masks,
         },
         history={key: [round(float(v), 5) for v in values] for key, values in history.history.items()},
         trained_on_synthetic=synthetic,
@@ -189,6 +201,16 @@ class EpochProgress(keras.callbacks.Callback):
         self.log(f"epoch {done:>3}/{self.epochs} [{bar:<20}] {shown}  elapsed {elapsed:.0f}s, ETA {eta:.0f}s (at most)")
 
 
+def _with_lesion_head(model: keras.Model) -> tuple[keras.Model, int]:
+    """A training-only view of ``model`` with a second output: a coarse lesion map from the Grad-CAM layer's
+    features (a 1x1 convolution). It shares every layer with ``model``, so training it trains ``model``; the saved
+    bundle is ``model`` alone (one input, one output), and its Grad-CAM layer has learnt where lesions are."""
+    features = model.get_layer(gradcam_layer(model)).output
+    lesion_map = keras.layers.Conv2D(1, 1, activation="sigmoid", name="lesion_map")(features)
+    trainer = keras.Model(model.input, {"probability": model.output, "lesion_map": lesion_map}, name=f"{model.name}_trainer")
+    return trainer, int(features.shape[1])
+
+
 def _labels(samples, task, classes) -> np.ndarray:
     return np.array([label_index(s.label, task, tuple(classes)) for s in samples], dtype=np.int64)
 
@@ -210,13 +232,10 @@ def _remove_leaks(loaded, log) -> dict[str, int]:
     removed = {}
     for name, against in (("train", ("validation", "test")), ("validation", ("test",))):
         others = np.concatenate([loaded[o].hashes for o in against])
-        leaked = set(near_duplicates(loaded[name].hashes, others).tolist())
+        leaked = near_duplicates(loaded[name].hashes, others)
         removed[name] = len(leaked)
-        if leaked:
-            keep = np.array([i for i in range(len(loaded[name].samples)) if i not in leaked], dtype=np.int64)
-            images = loaded[name]
-            images.inputs, images.hashes = images.inputs[keep], images.hashes[keep]
-            images.samples = [images.samples[i] for i in keep]
+        if len(leaked):
+            loaded[name].keep(np.setdiff1d(np.arange(len(loaded[name].samples)), leaked))
             log(f"removed {len(leaked)} {name} images that nearly duplicate a held-out image")
     return removed
 

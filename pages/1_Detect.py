@@ -37,7 +37,7 @@ else:
         st.info(f"Upload one slice or volume: {READABLE}. Or switch to an example scan above.")
         st.stop()
     try:
-        scan = loaders.read_upload(upload.file_id, upload.name, upload.getvalue())
+        scan = loaders.read_upload(upload)
     except ScanError as error:
         st.error(str(error), icon=":material/error:")
         st.stop()

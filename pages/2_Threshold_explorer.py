@@ -6,7 +6,7 @@ import streamlit as st
 
 from brainml import charts
 from brainml.metrics import ThresholdRule
-from ui import loaders, state
+from ui import loaders, state, views
 
 state.page_setup("Threshold explorer")
 choice = state.model_picker()
@@ -61,16 +61,6 @@ reference = sweep.at(card.threshold) if card.threshold is not None else None
 f1_low, f1_high = loaders.held_out_f1_interval(models, threshold)
 
 
-def percent(value: float) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.1%}"
-
-
-def interval(low: float, high: float) -> str:
-    if low is None or high is None or math.isnan(low) or math.isnan(high):
-        return "95% CI n/a"
-    return f"95% CI {low:.1%} – {high:.1%}"
-
-
 cells = st.columns(5)
 for cell, name, ci in zip(
     cells,
@@ -82,8 +72,9 @@ for cell, name, ci in zip(
     if reference is not None and not math.isnan(value) and not math.isnan(getattr(reference, name)):
         change = value - getattr(reference, name)
         delta = f"{change:+.1%} vs card" if abs(change) >= 0.0005 else None
-    cell.metric(charts.METRIC_LABELS[name], percent(value), delta=delta, delta_color="off" if name == "f1" else "normal")
-    cell.caption(interval(*ci))
+    cell.metric(charts.METRIC_LABELS[name], views.percent(value), delta=delta,
+                delta_color="off" if name == "f1" else "normal")
+    cell.caption(views.interval(*ci))
 
 st.caption(f"At threshold {threshold:.3f}: {point.tp} tumors found, {point.fn} missed, {point.fp} false alarms, "
            f"{point.tn} correctly cleared.")

@@ -107,7 +107,7 @@ with prep_tab:
             st.info(f"Upload a scan: {READABLE}.")
             st.stop()
         try:
-            image = loaders.read_upload(upload.file_id, upload.name, upload.getvalue()).image
+            image = loaders.read_upload(upload).image
         except ScanError as error:
             st.error(str(error), icon=":material/error:")
             st.stop()

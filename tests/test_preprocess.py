@@ -80,3 +80,21 @@ def test_train_time_and_app_time_tensors_are_identical(tmp_path):
     upload = io.BytesIO(path.read_bytes()).getvalue()
     app, _ = prepare(read_scan(upload, name="scan.png").image, spec)
     assert np.array_equal(training, app)
+
+
+def test_crop_like_puts_a_mask_where_prepare_put_the_slice():
+    from brainml.preprocess import crop_like
+
+    image = disc_image()
+    spec = PrepSpec(size=48, normalisation="unit")
+    tensor, box = prepare(image, spec)
+    np.testing.assert_allclose(crop_like(image, box, spec), tensor[..., 0], atol=1e-6)
+
+
+def test_bicubic_resampling_is_a_choice():
+    image = disc_image()
+    bilinear, _ = prepare(image, PrepSpec(size=40, normalisation="unit"))
+    bicubic, _ = prepare(image, PrepSpec(size=40, normalisation="unit", resample="bicubic"))
+    assert not np.allclose(bilinear, bicubic)
+    with pytest.raises(ValueError, match="resample"):
+        PrepSpec(resample="lanczos")

@@ -35,6 +35,10 @@ def test_training_writes_a_bundle_whose_card_is_complete(tiny_detector):
     assert card.provenance["data"]["seed"] == "11" and card.trained_on_synthetic
     assert len(card.history["loss"]) == card.provenance["epochs_run"] == 2
     assert tiny_detector.card_path.with_suffix(".keras").is_file()
+    # The synthetic set ships masks, so training used the lesion-map head; the saved model is the detector alone.
+    assert card.provenance["lesion_mask_supervision"] is True
+    model = load_bundle(tiny_detector.card_path).model
+    assert len(model.outputs) == 1 and "lesion_map" not in {layer.name for layer in model.layers}
 
 
 def test_evaluate_json_and_update_card(tiny_detector, tiny_set, capsys):

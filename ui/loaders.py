@@ -1,7 +1,8 @@
 """Everything expensive, computed once and cached.
 
-``st.cache_resource`` holds objects shared by every session and never copied: models, explainers, decoded scans
-and example cases (none of them is changed after it is made). ``st.cache_data`` holds small results that are
+``st.cache_resource`` holds objects shared by every session and never copied: models, explainers and example
+cases (none of them is changed after it is made). Decoded uploads stay in their own session (see
+:func:`read_upload`). ``st.cache_data`` holds small results that are
 copied per call: diagnoses, heatmaps, threshold sweeps. Cache keys include each card's modification time, so
 replacing a model file on disk takes effect without restarting the app.
 
@@ -116,11 +117,24 @@ def models_or_stop(choice) -> Models:
 # --- scans ----------------------------------------------------------------------------------------------------
 
 
-@st.cache_resource(show_spinner="Reading the scan…", max_entries=16, ttl=3600)
-def read_upload(file_id: str, name: str, _data: bytes) -> Scan:
-    """Decode an upload once; ``file_id`` (unique per upload) is the key, so the bytes are not hashed on every
-    rerun. Raises ScanError, which is not cached: the same bad file gives the same message again."""
-    return read_scan(_data, name=name)
+# Decoded uploads live in their own session's state, never in a cache shared between sessions, and go when the
+# session ends. The oldest go first once a session holds this many (a batch of a few dozen files fits).
+UPLOADS_KEPT = 64
+
+
+def _session_scan(key: tuple, data: bytes, name: str) -> Scan:
+    store = st.session_state.setdefault("uploaded_scans", {})
+    if key not in store:
+        scan = read_scan(data, name=name)  # a ScanError is not kept: the same file gives the same message again
+        while len(store) >= UPLOADS_KEPT:
+            store.pop(next(iter(store)))
+        store[key] = scan
+    return store[key]
+
+
+def read_upload(upload) -> Scan:
+    """Decode an ``st.file_uploader`` file once per session; raises ScanError with the reader's message."""
+    return _session_scan((upload.file_id,), upload.getvalue(), upload.name)
 
 
 @dataclass(frozen=True)
@@ -132,29 +146,23 @@ class BatchItem:
     error: str | None = None
 
 
-@st.cache_resource(show_spinner=False, max_entries=512, ttl=3600)
-def _read_member(file_id: str, member: str, _data: bytes) -> Scan:
-    return read_scan(_data, name=member)
-
-
 def batch_items(uploads) -> list[BatchItem]:
     """Read every uploaded file; a zip of separate scans becomes one item per file inside (a zip holding a DICOM
     series stays one item, the series). Files that cannot be read become items with the reader's message."""
     items = []
     for upload in uploads:
-        data = upload.getvalue()
         try:
-            scan = read_upload(upload.file_id, upload.name, data)
+            scan = read_upload(upload)
         except ScanError as error:
             items.append(BatchItem(upload.name, error=error.message))
             continue
         if "zip_member" not in scan.metadata:
             items.append(BatchItem(upload.name, scan))
             continue
-        for member, blob in report.zip_entries(data):
+        for member, blob in report.zip_entries(upload.getvalue()):
             name = f"{upload.name}/{member}"
             try:
-                items.append(BatchItem(name, _read_member(upload.file_id, member, blob)))
+                items.append(BatchItem(name, _session_scan((upload.file_id, member), blob, member)))
             except ScanError as error:
                 items.append(BatchItem(name, error=error.message))
     return items

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import streamlit as st
@@ -125,3 +126,15 @@ def batch_table(rows, key: str, container=st) -> None:
             "error": st.column_config.TextColumn("Why it could not be read", width="large"),
         },
     )
+
+
+def percent(value: float | None) -> str:
+    """A proportion as people read it: "97.9%", or "n/a" where it is undefined."""
+    return "n/a" if value is None or math.isnan(value) else f"{value:.1%}"
+
+
+def interval(low: float | None, high: float | None) -> str:
+    """A 95% interval in percent, e.g. "95% CI 93.1% – 99.2%"."""
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        return "95% CI n/a"
+    return f"95% CI {low:.1%} – {high:.1%}"

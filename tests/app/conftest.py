@@ -12,33 +12,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app_helpers import PAGES, RUN_TIMEOUT_S, problems
 from brainml.examples import example_png
 
 ROOT = Path(__file__).resolve().parents[2]
 # `streamlit run` puts the app's folder on sys.path; AppTest runs pages from here, so do the same.
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
-RUN_TIMEOUT_S = 120
-PAGES = {
-    "detect": "pages/1_Detect.py",
-    "explorer": "pages/2_Threshold_explorer.py",
-    "batch": "pages/3_Batch.py",
-    "model_card": "pages/4_Model_card.py",
-    "lab": "pages/5_Lab.py",
-}
-
-
-def problems(at: AppTest) -> list[str]:
-    """Exceptions on the page, and Streamlit's warnings about misused widgets, as text (an empty list is a page
-    that rendered cleanly)."""
-    found = [f"{element.message}\n{''.join(element.stack_trace)}" for element in at.exception]
-    found += [element.value for element in at.warning if "Session State API" in element.value]
-    return found
-
-
-def markdown_text(at: AppTest) -> str:
-    return "\n".join(element.value for element in at.markdown)
 
 
 @pytest.fixture
@@ -80,3 +60,19 @@ def zip_of_scans() -> bytes:
         archive.writestr("series/glioma.png", example_png("glioma"))
         archive.writestr("series/notumor.png", example_png("notumor"))
     return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def nifti_volume() -> bytes:
+    """A small gzipped NIfTI volume: five example slices stacked along z."""
+    import gzip
+
+    import nibabel
+    import numpy as np
+
+    from brainml.examples import EXAMPLES, example_case
+
+    slices = [example_case(example.key, size=96).image for example in (*EXAMPLES, EXAMPLES[0])]
+    volume = np.stack(slices, axis=-1).astype(np.float32)
+    image = nibabel.Nifti1Image(volume, affine=np.diag([1.0, 1.0, 2.0, 1.0]))
+    return gzip.compress(image.to_bytes())

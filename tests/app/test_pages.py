@@ -1,11 +1,16 @@
 """Every page renders, and the flows a user relies on work, through Streamlit's AppTest."""
 
+import json
+import shutil
+from pathlib import Path
+
 import pytest
-from conftest import PAGES, markdown_text, problems
+from app_helpers import PAGES, markdown_text, problems
 
 # The session-state key of the threshold every page shares, and the sidebar's "type a path" choice (ui/state.py).
 THRESHOLD = "threshold"
 OTHER_PATH = "other"
+ROOT = Path(__file__).resolve().parents[2]
 VERDICTS = ("Tumor likely", "No tumor found")
 
 
@@ -57,6 +62,25 @@ def test_detect_on_an_uploaded_png_shows_a_verdict_and_a_heatmap(open_page, scan
     assert verdict_of(at) in VERDICTS
     assert len(images(at)) == 1
     assert [button.key for button in at.get("download_button")] == ["detect_download_png", "detect_download_report"]
+
+
+def test_a_volume_gets_a_slice_slider_and_a_window(open_page, nifti_volume):
+    at = open_page("detect")
+    at.radio(key="detect_source").set_value("Upload a scan").run()
+    at.file_uploader(key="detect_upload").set_value(("head.nii.gz", nifti_volume, "application/gzip")).run()
+    assert problems(at) == [] and at.error == []
+    slider = at.slider(key="detect_slice")
+    assert (slider.min, slider.max) == (0, 4)
+    assert "NIfTI" in at.session_state["detect_last"]["scan"]
+    slider.set_value(4).run()
+    assert "slice 5 of 5" in at.session_state["detect_last"]["scan"]
+    assert verdict_of(at) in VERDICTS
+    assert (at.slider(key="detect_level").value, at.slider(key="detect_width").value) == (0.5, 1.0)
+    before = images(at)[0].value
+    at.slider(key="detect_width").set_value(0.3).run()
+    assert problems(at) == []
+    assert images(at)[0].value != before  # the narrower window reaches the picture (and the models)
+    assert verdict_of(at) in VERDICTS
 
 
 def test_a_bad_upload_shows_the_readers_message_and_the_page_keeps_working(open_page, text_as_png, scan_png):
@@ -187,3 +211,20 @@ def test_a_typed_model_path_that_does_not_exist_falls_back_with_a_message(open_p
     assert problems(at) == []
     assert any("No model card at models/nowhere.json" in element.value for element in at.sidebar.error)
     assert verdict_of(at) in VERDICTS
+
+
+def test_the_explorer_explains_how_to_add_held_out_predictions_to_a_card_without_them(open_page, tmp_path):
+    source = ROOT / "models" / "detector.json"
+    card = json.loads(source.read_text())
+    card.update(held_out_labels=[], held_out_scores=[])
+    (tmp_path / "bare_detector.json").write_text(json.dumps(card))
+    shutil.copy(source.with_suffix(".keras"), tmp_path / "bare_detector.keras")
+
+    at = open_page("explorer")
+    at.selectbox(key="sidebar_detector").set_value(OTHER_PATH).run()
+    at.text_input(key="sidebar_detector_path").set_value(str(tmp_path / "bare_detector.json")).run()
+    assert problems(at) == []
+    message = " ".join(element.value for element in at.info)
+    assert "holds no held-out predictions" in message
+    assert "python -m brainml evaluate --model" in message and "--update-card" in message
+    assert at.metric == []
