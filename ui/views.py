@@ -110,11 +110,15 @@ def metric_table(rows: list[dict], key: str, container=st) -> None:
 
 
 def batch_table(rows, key: str, container=st) -> None:
-    """A batch's rows (see :class:`brainml.report.BatchRow`) as a table; empty cells stay empty."""
+    """A batch's rows (see :class:`brainml.report.BatchRow`) as a table; empty cells stay empty, and the slice
+    column shows only when the batch holds a volume."""
+    columns = ["file", "slice", "tumor_probability", "verdict", "type", "error"]
+    if all(row.slice is None for row in rows):
+        columns.remove("slice")
     container.dataframe(
         [{name: "" if value is None and name in ("type", "error") else value for name, value in row.to_dict().items()}
          for row in rows],
-        key=key, hide_index=True, width="stretch",
+        key=key, hide_index=True, width="stretch", column_order=columns,
         column_config={
             "file": st.column_config.TextColumn("File", width="medium"),
             "slice": st.column_config.NumberColumn("Slice", format="%d", width="small",
