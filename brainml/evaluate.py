@@ -66,7 +66,7 @@ def evaluate_path(card_path, data, split: str = "test", update_card: bool = Fals
         card.metrics = evaluation.report
         card.held_out_split = f"{split} split of {data}"
         card.held_out_labels = evaluation.labels.tolist()
-        card.held_out_scores = np.round(evaluation.scores, 6).tolist()
+        card.held_out_scores = evaluation.scores.tolist()
         write_card(card, bundle.card_path)
     return evaluation
 

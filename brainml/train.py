@@ -159,7 +159,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
         validation_metrics=validation_metrics,
         held_out_split=f"test ({test_source})",
         held_out_labels=targets["test"].tolist(),
-        held_out_scores=np.round(test_scores, 6).tolist(),
+        held_out_scores=test_scores.tolist(),
         provenance={
             "data": _describe_data(config.data, index),
             "splits": {name: len(images.samples) for name, images in loaded.items()},
