@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--recall-target", type=float, default=0.98, help="detector: minimum validation recall of the threshold")
     train.add_argument("--threshold-rule", default="min_recall", choices=("min_recall", "youden", "max_accuracy", "max_f1"))
     train.add_argument("--size", type=int, default=128, help="model input side in pixels (default 128)")
-    train.add_argument("--patience", type=int, default=5, help="epochs without validation improvement before stopping")
+    train.add_argument("--patience", type=int, default=8, help="epochs without validation improvement before stopping")
     train.add_argument("--max-images", type=int, default=None, help="cap on images per split (quick trials)")
     train.add_argument("--distribute", choices=("mirrored", "multiworker"), default=None,
                        help="train inside a tf.distribute strategy (several GPUs, or several hosts via TF_CONFIG)")

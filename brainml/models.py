@@ -10,6 +10,10 @@ from pathlib import Path
 import keras
 from keras import layers
 
+# Batch-norm statistics follow the last ~10 batches rather than ~100 (Keras' default 0.99): with a few hundred steps
+# per epoch the default leaves validation-time statistics behind the weights, and validation scores swing.
+BN_MOMENTUM = 0.9
+
 ARCHITECTURES = ("compact", "seed-cnn", "mobilenetv2", "efficientnetb0", "vgg16", "xception")
 TRANSFER = {
     "mobilenetv2": "MobileNetV2",
@@ -67,21 +71,21 @@ def _compact_body(inputs):
     a CPU: the default, because hosted dashboards have two cores and no GPU. The full 3x3 convolution in the
     stem keeps fine detail (lesions of a few pixels) that a depthwise stem would blur."""
     x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
-    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
     for stage, filters in enumerate((48, 96, 160, 256), start=1):
         x = _separable_block(x, filters, stride=2, name=f"stage{stage}a")
         x = _separable_block(x, filters, stride=1, name=f"stage{stage}b")
         x = _separable_block(x, filters, stride=1, name=f"stage{stage}c")
     x = layers.Conv2D(320, 1, use_bias=False, name="head_conv")(x)
-    x = layers.BatchNormalization(name="head_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="head_bn")(x)
     return layers.ReLU(name="last_conv_relu")(x)
 
 
 def _separable_block(x, filters, stride, name):
     shortcut = x
     y = layers.SeparableConv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_sepconv")(x)
-    y = layers.BatchNormalization(name=f"{name}_bn")(y)
+    y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(y)
     y = layers.ReLU(name=f"{name}_relu")(y)
     if stride == 1 and shortcut.shape[-1] == filters:
         y = layers.Add(name=f"{name}_add")([shortcut, y])
@@ -93,7 +97,7 @@ def _seed_cnn_body(inputs):
     kept so users can reproduce it; BrainML's default is ``compact``."""
     x = layers.ZeroPadding2D((2, 2), name="zero_padding")(inputs)
     x = layers.Conv2D(32, 7, name="conv0")(x)
-    x = layers.BatchNormalization(name="bn0")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="bn0")(x)
     x = layers.ReLU(name="relu0")(x)
     x = layers.MaxPooling2D(4, name="max_pool0")(x)
     x = layers.MaxPooling2D(4, name="max_pool1")(x)

@@ -51,7 +51,7 @@ class TrainConfig:
     test_split: float = 0.15  # used only when the data set has no Testing/ split of its own
     recall_target: float = 0.98
     threshold_rule: str = "min_recall"
-    patience: int = 5
+    patience: int = 8
     size: int = 128
     distribute: str | None = None  # None, "mirrored" or "multiworker"
     max_images: int | None = None  # cap per split, for quick trials and tests
@@ -124,10 +124,12 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
                             config.seed, class_weight[targets["train"]], loaded["train"].masks, mask_grid or 8)
     val_data = tf_dataset(loaded["validation"].inputs, _target_array(targets["validation"], n_outputs), batch_size,
                           False, masks=loaded["validation"].masks, mask_grid=mask_grid or 8)
-    monitor = "val_probability_loss" if use_masks else "val_loss"
+    # Stop on the verdict's own quality (validation AUC, or accuracy for a classifier), not on a loss that the
+    # lesion-map head shares and that swings more from epoch to epoch.
+    monitor = ("val_probability_" if use_masks else "val_") + ("auc" if n_outputs == 1 else "accuracy")
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor=monitor, mode="min", patience=config.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="min", factor=0.5, patience=max(config.patience // 2, 1)),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=max(config.patience // 2, 1)),
         EpochProgress(config.epochs, log),
     ]
     history = trainer.fit(train_data, validation_data=val_data, epochs=config.epochs, callbacks=callbacks,

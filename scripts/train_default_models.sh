@@ -5,13 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TRAIN_SET=${TRAIN_SET:-data/synth-s1}
 TEST_SET=${TEST_SET:-data/synth-test-s2026}
-EPOCHS=${EPOCHS:-30}
+EPOCHS=${EPOCHS:-40}
 
 [ -f "$TRAIN_SET/manifest.csv" ] || python -m brainml synth --out "$TRAIN_SET" --n 14000 --seed 1
 [ -f "$TEST_SET/manifest.csv" ] || python -m brainml synth --out "$TEST_SET" --n 2000 --seed 2026 --test-fraction 1.0
 
-python -m brainml train --task detect --data "$TRAIN_SET" --out models/detector --epochs "$EPOCHS" --patience 6 --seed 0
-python -m brainml train --task classify --data "$TRAIN_SET" --out models/classifier --epochs "$EPOCHS" --patience 6 --seed 0
+python -m brainml train --task detect --data "$TRAIN_SET" --out models/detector --epochs "$EPOCHS" --seed 0
+python -m brainml train --task classify --data "$TRAIN_SET" --out models/classifier --epochs "$EPOCHS" --seed 0
 
 # The cards keep the fresh test set's labels, scores and metrics (the threshold explorer sweeps them).
 python -m brainml evaluate --model models/detector.json --data "$TEST_SET" --update-card
