@@ -26,7 +26,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 # TensorFlow's import and the first model load take a while on a small CPU.
-START_TIMEOUT_S = 120
+START_TIMEOUT_S = 180
 RUN_TIMEOUT_MS = 120_000
 
 
@@ -68,6 +68,8 @@ def running_app(port: int | None = None, log_path: Path | None = None):
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
+        if log_path:
+            log.close()
         if log is not subprocess.DEVNULL:
             log.close()
 

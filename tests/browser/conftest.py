@@ -4,27 +4,16 @@ Playwright never downloads a browser here: it launches /usr/bin/chromium. Withou
 say why; everything else they need is in requirements-dev.txt.
 """
 
-import os
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from scripts.screenshots import CHROMIUM_ARGS, running_app  # noqa: E402 - the one way the project starts the app
+
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-START_TIMEOUT_S = 180
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -37,36 +26,12 @@ def chromium_path() -> Path:
 
 @pytest.fixture(scope="session")
 def app_url(chromium_path, tmp_path_factory):
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-             "--server.port", str(port), "--server.address", "127.0.0.1"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.time() + START_TIMEOUT_S
-            while True:
-                if server.poll() is not None:
-                    pytest.fail(f"streamlit exited early:\n{log_path.read_text()[-3000:]}")
-                try:
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                        if response.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.time() > deadline:
-                    pytest.fail(f"the app did not answer on {url} within {START_TIMEOUT_S} s")
-                time.sleep(0.5)
+    try:
+        with running_app(log_path=log_path) as url:
             yield url
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+    except RuntimeError as error:
+        pytest.fail(f"{error}:\n{log_path.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="session")
