@@ -23,7 +23,7 @@ try:
 except BundleError as error:
     st.error(f"The chosen models cannot be used: {error}")
     st.stop()
-state.disclaimer(detector_card)
+state.disclaimer(detector_card, classifier_card)
 
 st.subheader("Start with an example")
 st.caption("Synthetic slices made by BrainML's generator, with a known answer (T1c: T1-weighted after contrast "
@@ -56,9 +56,8 @@ left, right = st.columns(2)
 with left:
     metrics = detector_card.metrics
     st.markdown(f"**Detector** · `{detector_card.name}` · {detector_card.architecture}")
-    data = "BrainML's synthetic MRI slices" if detector_card.trained_on_synthetic else "real MRI data"
-    st.markdown(f"Trained on {data}. Operating threshold **{(detector_card.threshold or 0.5):.3f}** "
-                f"({detector_card.threshold_rule or 'rule not recorded'}).")
+    st.markdown(f"Trained on {detector_card.learned_from}. Operating threshold "
+                f"**{(detector_card.threshold or 0.5):.3f}** ({detector_card.threshold_rule or 'rule not recorded'}).")
     if metrics.get("recall") is not None:
         cells = st.columns(3)
         for cell, name in zip(cells, ("recall", "specificity", "roc_auc")):
@@ -72,7 +71,8 @@ with right:
     else:
         metrics = classifier_card.metrics
         st.markdown(f"**Type classifier** · `{classifier_card.name}` · {classifier_card.architecture}")
-        st.markdown("Classes: " + ", ".join(charts.class_label(name) for name in classifier_card.class_names) + ".")
+        st.markdown(f"Trained on {classifier_card.learned_from}. Classes: "
+                    + ", ".join(charts.class_label(name) for name in classifier_card.class_names) + ".")
         if metrics.get("accuracy") is not None:
             cells = st.columns(3)
             cells[0].metric("Accuracy", f"{metrics['accuracy']:.1%}")

@@ -44,7 +44,8 @@ class ModelCard:
     held_out_scores: list = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
     history: dict = field(default_factory=dict)
-    localisation: dict = field(default_factory=dict)  # {method: {class: {pointing_game, energy_in_mask, n}}}
+    # {"data": where it was measured, "per_class": N, "table": {method: {class: {pointing_game, energy_in_mask, n}}}}
+    localisation: dict = field(default_factory=dict)
     trained_on_synthetic: bool = True
     notice: str = SYNTHETIC_NOTICE
     intended_use: str = "Research and teaching: exploring how a CNN finds tumors in 2D MRI slices. Not for diagnosis."
@@ -55,6 +56,11 @@ class ModelCard:
     @property
     def prep_spec(self) -> PrepSpec:
         return PrepSpec.from_dict(self.prep)
+
+    @property
+    def learned_from(self) -> str:
+        """What the model learned from, as people read it: "synthetic MRI slices" or "real MRI data"."""
+        return "synthetic MRI slices" if self.trained_on_synthetic else "real MRI data"
 
     @property
     def has_held_out(self) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import weakref
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -58,6 +58,24 @@ class Diagnosis:
     models: dict[str, str]
     note: str | None = None
     crop_box: CropBox | None = field(default=None, repr=False)
+
+    def at(self, threshold: float) -> "Diagnosis":
+        """The same slice's diagnosis at another threshold, without running a model again.
+
+        The cascade names a type only when its verdict is tumor, so call it on a diagnosis made at threshold 0.0
+        (every slice is then "tumor" and carries its type and note); moving the threshold afterwards only takes
+        them away.
+
+        Raises:
+            ValueError: this diagnosis was made at a higher threshold with a "no tumor" verdict, so its type is
+                unknown.
+        """
+        tumor = self.tumor_probability >= threshold
+        if tumor and not self.tumor and self.type_probabilities:
+            raise ValueError("Diagnosis.at needs a diagnosis made at a threshold at or below the new one "
+                             f"({self.threshold:.4f} > {threshold:.4f}); run the cascade with threshold=0.0.")
+        return replace(self, threshold=float(threshold), tumor=bool(tumor), type=self.type if tumor else None,
+                       note=self.note if tumor else None)
 
     def to_dict(self) -> dict:
         values = asdict(self)

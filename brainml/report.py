@@ -11,14 +11,12 @@ import base64
 import csv
 import html
 import io
-import zipfile
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 from . import __version__
 from .bundle import ModelCard
-from .io import MAX_UNPACKED_BYTES, MAX_ZIP_MEMBERS
 from .metrics import OperatingPoint
 from .predict import Diagnosis
 
@@ -26,25 +24,6 @@ DETECTOR_METRICS = ("recall", "specificity", "precision", "npv", "accuracy", "f1
 METRIC_NAMES = {"recall": "Recall (sensitivity)", "specificity": "Specificity", "precision": "Precision (PPV)",
                 "npv": "Negative predictive value", "accuracy": "Accuracy", "f1": "F1", "roc_auc": "ROC AUC",
                 "macro_f1": "Macro F1", "balanced_accuracy": "Balanced accuracy"}
-
-
-def diagnosis_at(diagnosis: Diagnosis, threshold: float) -> Diagnosis:
-    """The same slice's diagnosis at another threshold, without running a model again.
-
-    The cascade names a type only when its verdict is tumor, so pass a diagnosis made at threshold 0.0 (every
-    slice is then "tumor" and carries its type and note); moving the threshold afterwards only takes them away.
-
-    Raises:
-        ValueError: ``diagnosis`` was made at a higher threshold with a "no tumor" verdict, so its type is unknown.
-    """
-    tumor = diagnosis.tumor_probability >= threshold
-    if tumor and not diagnosis.tumor and diagnosis.type_probabilities:
-        raise ValueError("diagnosis_at needs a diagnosis made at a threshold at or below the new one "
-                         f"({diagnosis.threshold:.4f} > {threshold:.4f}); run the cascade with threshold=0.0.")
-    return replace(
-        diagnosis, threshold=float(threshold), tumor=bool(tumor),
-        type=diagnosis.type if tumor else None, note=diagnosis.note if tumor else None,
-    )
 
 
 def decimals(value: float, reference: float, fewest: int = 3, most: int = 6) -> int:
@@ -158,7 +137,7 @@ def _card_section(title: str, card: ModelCard) -> str:
     rows = [
         ("Model", escape(card.name)),
         ("Architecture", escape(card.architecture)),
-        ("Trained on", "synthetic MRI slices" if card.trained_on_synthetic else "real MRI data"),
+        ("Trained on", card.learned_from),
     ]
     if card.threshold is not None:
         rows.append(("Card threshold", f"{card.threshold:.3f} — {escape(card.threshold_rule or 'rule not recorded')}"))
@@ -236,10 +215,10 @@ class BatchRow:
 
 
 def batch_row(file: str, result: Diagnosis | str, threshold: float, slice_index: int | None = None) -> BatchRow:
-    """A batch row from a diagnosis made at threshold 0.0 (see :func:`diagnosis_at`), or from an error message."""
+    """A batch row from a diagnosis made at threshold 0.0 (see :meth:`Diagnosis.at`), or from an error message."""
     if isinstance(result, str):
         return BatchRow(file, error=result)
-    at_threshold = diagnosis_at(result, threshold)
+    at_threshold = result.at(threshold)
     return BatchRow(file, slice_index, round(at_threshold.tumor_probability, 6), at_threshold.tumor, at_threshold.type)
 
 
@@ -263,38 +242,6 @@ def batch_csv(rows: Iterable[BatchRow], threshold: float, models: Mapping[str, s
         writer.writerow({**row.to_dict(), "threshold": f"{threshold:.6f}", "detector": models.get("detector", ""),
                          "classifier": models.get("classifier", "")})
     return buffer.getvalue()
-
-
-def zip_entries(data: bytes) -> list[tuple[str, bytes]]:
-    """The files inside a zip that holds separate scans, for a batch to read one by one.
-
-    Call it only on a zip that :func:`brainml.io.read_scan` has accepted: the reader has checked the zip's member
-    count and unpacked size, so this only lists and reads. Folders, macOS and Windows clutter, and paths that
-    point outside the archive are left out.
-
-    Returns:
-        (member name, bytes) in name order.
-    """
-    entries, unpacked = [], 0
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        members = [info for info in archive.infolist() if not info.is_dir() and not _clutter(info.filename)]
-        for info in sorted(members[:MAX_ZIP_MEMBERS], key=lambda item: item.filename):
-            if info.flag_bits & 0x1:
-                continue  # encrypted: the reader would refuse it anyway
-            with archive.open(info) as stream:
-                blob = stream.read(MAX_UNPACKED_BYTES - unpacked + 1)
-            unpacked += len(blob)
-            if unpacked > MAX_UNPACKED_BYTES:
-                break
-            entries.append((info.filename, blob))
-    return entries
-
-
-def _clutter(member: str) -> bool:
-    path = member.replace("\\", "/")
-    base = path.rsplit("/", 1)[-1]
-    outside = path.startswith("/") or (len(path) > 1 and path[1] == ":") or ".." in path.split("/")
-    return outside or path.startswith("__MACOSX/") or base.startswith(".") or base in ("Thumbs.db", "DICOMDIR")
 
 
 def metric_rows(metrics: Mapping, names: Iterable[str] = DETECTOR_METRICS) -> list[dict]:

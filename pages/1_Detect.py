@@ -5,7 +5,7 @@ import streamlit as st
 from brainml import charts, viz
 from brainml.examples import EXAMPLES, find_example
 from brainml.io import READABLE, SUPPORTED_EXTENSIONS, ScanError
-from brainml.report import diagnosis_at, html_report
+from brainml.report import html_report
 from ui import imaging, loaders, state, views
 
 state.page_setup("Detect")
@@ -71,10 +71,10 @@ with st.spinner("Running the models…"):
 left, right = st.columns([3, 2], gap="large")
 with right:
     threshold = state.threshold_slider(models, key="detect_threshold")
-    diagnosis = diagnosis_at(first_pass, threshold)
+    diagnosis = first_pass.at(threshold)
     st.session_state["detect_last"] = {"tumor_probability": diagnosis.tumor_probability, "scan": description}
     views.verdict(diagnosis, models, "detect")
-    state.disclaimer(models.detector.card)
+    state.disclaimer(*models.cards)
 
 with left:
     settings = views.heatmap_controls("detect", models)

@@ -14,6 +14,7 @@ models = loaders.models_or_stop(choice)
 card = models.detector.card
 
 st.title("Threshold explorer")
+st.caption(f"The detector {views.model_phrase(card)}.")
 state.disclaimer(card)
 held_out = loaders.held_out(models)
 if held_out is None:

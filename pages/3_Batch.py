@@ -28,7 +28,8 @@ if not uploads:
         st.stop()
 
 threshold = state.threshold_slider(models, key="batch_threshold")
-state.disclaimer(models.detector.card)
+st.caption(views.verdict_source(models))
+state.disclaimer(*models.cards)
 
 if use_examples:
     items = [loaders.BatchItem(example.file_name, scan=None) for example in EXAMPLES]

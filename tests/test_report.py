@@ -2,10 +2,7 @@ import base64
 import csv
 import html
 import io
-import zipfile
 from datetime import datetime, timezone
-
-import pytest
 
 from brainml import report
 from brainml.bundle import ModelCard
@@ -28,28 +25,6 @@ def card(task: str = "detect", **values) -> ModelCard:
     return ModelCard(**{**defaults, **values})
 
 
-def test_diagnosis_at_a_threshold_below_keeps_the_type():
-    result = report.diagnosis_at(first_pass(0.8), 0.5)
-    assert (result.tumor, result.type, result.threshold) == (True, "meningioma", 0.5)
-
-
-def test_diagnosis_at_a_threshold_above_drops_the_type_and_the_note():
-    result = report.diagnosis_at(first_pass(0.8, note="the models disagree"), 0.9)
-    assert (result.tumor, result.type, result.note) == (False, None, None)
-    assert result.type_probabilities == PROBABILITIES  # still there, for the chart
-    assert result.tumor_probability == 0.8
-
-
-def test_diagnosis_at_counts_a_probability_equal_to_the_threshold_as_tumor():
-    assert report.diagnosis_at(first_pass(0.5), 0.5).tumor
-
-
-def test_diagnosis_at_refuses_a_no_tumor_diagnosis_it_cannot_complete():
-    cleared = Diagnosis(0.3, 0.5, False, None, dict(PROBABILITIES), dict(MODELS))
-    with pytest.raises(ValueError, match="threshold=0.0"):
-        report.diagnosis_at(cleared, 0.2)
-
-
 def test_decimals_grow_until_two_close_numbers_read_differently():
     assert report.decimals(0.8731, 0.55) == 3
     assert report.decimals(0.549989, 0.549988) == 6
@@ -58,8 +33,8 @@ def test_decimals_grow_until_two_close_numbers_read_differently():
 
 
 def test_verdict_text():
-    assert report.verdict_text(report.diagnosis_at(first_pass(), 0.5)) == "Tumor likely (meningioma)"
-    assert report.verdict_text(report.diagnosis_at(first_pass(), 0.9)) == "No tumor found"
+    assert report.verdict_text(first_pass().at(0.5)) == "Tumor likely (meningioma)"
+    assert report.verdict_text(first_pass().at(0.9)) == "No tumor found"
 
 
 def test_html_report_records_result_models_threshold_image_and_disclaimer():
@@ -70,7 +45,7 @@ def test_html_report_records_result_models_threshold_image_and_disclaimer():
     point = OperatingPoint.from_counts(0.5, tp=90, fp=5, tn=95, fn=10)
     png = b"\x89PNG\r\n\x1a\nfake"
     page = report.html_report(
-        report.diagnosis_at(first_pass(0.8), 0.5), detector, classifier, overlay_png=png,
+        first_pass(0.8).at(0.5), detector, classifier, overlay_png=png,
         heatmap="Grad-CAM of the detector's tumor score", scan="uploaded PNG, 256 × 256 pixels",
         operating_point=point, created=datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc),
     )
@@ -87,7 +62,7 @@ def test_html_report_records_result_models_threshold_image_and_disclaimer():
 
 
 def test_html_report_escapes_what_it_is_given_and_holds_no_file_name():
-    diagnosis = report.diagnosis_at(first_pass(0.2), 0.5)
+    diagnosis = first_pass(0.2).at(0.5)
     page = report.html_report(diagnosis, card(name="<script>alert(1)</script>"), scan="DICOM, 512 × 512")
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "No tumor found" in page
@@ -111,18 +86,6 @@ def test_batch_rows_summary_and_csv():
     assert table[2]["tumor_probability"] == "" and table[2]["verdict"] == "unreadable"
     assert {line["threshold"] for line in table} == {"0.500000"}
     assert table[0]["detector"] == MODELS["detector"]
-
-
-def test_zip_entries_lists_scans_and_leaves_out_clutter():
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("scans/", b"")
-        archive.writestr("scans/b.png", b"second")
-        archive.writestr("scans/a.png", b"first")
-        archive.writestr("__MACOSX/scans/._a.png", b"resource fork")
-        archive.writestr("scans/.DS_Store", b"finder")
-        archive.writestr("../escape.png", b"outside")
-    assert report.zip_entries(buffer.getvalue()) == [("scans/a.png", b"first"), ("scans/b.png", b"second")]
 
 
 def test_metric_rows_keep_the_cards_order_and_intervals():

@@ -7,7 +7,7 @@ copied per call: diagnoses, heatmaps, threshold sweeps. Cache keys include each 
 replacing a model file on disk takes effect without restarting the app.
 
 Moving the threshold never reaches a model: a diagnosis is computed once at threshold 0.0 and re-read at any
-threshold with :func:`brainml.report.diagnosis_at`.
+threshold with :meth:`brainml.predict.Diagnosis.at`.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from brainml import charts, examples, metrics, report
+from brainml import charts, examples, metrics
 from brainml.bundle import BundleError, ModelBundle, ModelCard, card_path_for, load_bundle, read_card
-from brainml.io import Scan, ScanError, read_scan
+from brainml.io import Scan, ScanError, read_scan, zip_members
 from brainml.predict import Cascade, Diagnosis
 
 
@@ -85,6 +85,11 @@ class Models:
         return self.cascade.classifier
 
     @property
+    def cards(self) -> tuple[ModelCard, ...]:
+        """The detector's card, then the classifier's when there is one."""
+        return tuple(bundle.card for bundle in (self.detector, self.classifier) if bundle is not None)
+
+    @property
     def key(self) -> tuple:
         """What identifies these models in a cache key."""
         return (self.detector_path, _stamp(self.detector_path), self.classifier_path,
@@ -112,6 +117,20 @@ def models_or_stop(choice) -> Models:
     except (BundleError, ValueError) as error:
         st.error(f"The chosen models cannot be used: {error}")
         st.stop()
+
+
+def import_model(source: str, models_dir: str) -> list[Path]:
+    """Import a model from elsewhere into ``models_dir`` (see :func:`brainml.onnx_import.import_model`) and forget
+    the cached list of cards, so the sidebar offers it at once.
+
+    Raises:
+        BundleError: the reason the import was refused, written for the user.
+    """
+    from brainml import onnx_import
+
+    written = onnx_import.import_model(source, models_dir)
+    model_cards.clear()
+    return written
 
 
 # --- scans ----------------------------------------------------------------------------------------------------
@@ -159,7 +178,7 @@ def batch_items(uploads) -> list[BatchItem]:
         if "zip_member" not in scan.metadata:
             items.append(BatchItem(upload.name, scan))
             continue
-        for member, blob in report.zip_entries(upload.getvalue()):
+        for member, blob in zip_members(upload.getvalue()):
             name = f"{upload.name}/{member}"
             try:
                 items.append(BatchItem(name, _session_scan((upload.file_id, member), blob, member)))

