@@ -45,12 +45,23 @@ CLASS_LABELS = {"glioma": "Glioma", "meningioma": "Meningioma", "notumor": "No t
                 "tumor": "Tumor"}
 
 
+# The few parts of plotly's "plotly_white" look that these figures use. Applying the named template validates
+# hundreds of properties (about 7.5 ms a figure); this one costs well under a millisecond, and the threshold
+# explorer redraws four figures on every slider move.
+LIGHT = go.layout.Template(layout=dict(
+    plot_bgcolor="white", paper_bgcolor="white", font=dict(color="#2a3f5f"),
+    xaxis=dict(gridcolor="#EBF0F8", linecolor="#EBF0F8", zerolinecolor="#EBF0F8", automargin=True),
+    yaxis=dict(gridcolor="#EBF0F8", linecolor="#EBF0F8", zerolinecolor="#EBF0F8", automargin=True),
+    colorway=["#636efa", "#EF553B", "#00cc96", "#ab63fa", "#FFA15A", "#19d3f3", "#FF6692", "#B6E880"],
+))
+
+
 def _layout(figure: go.Figure, title: str | None = None, height: int = 320, **extra) -> go.Figure:
     figure.update_layout(
         title=dict(text=title, x=0, xanchor="left", font=dict(size=15)) if title else None,
         height=height,
         margin=dict(l=10, r=10, t=44 if title else 14, b=10),
-        template="plotly_white",
+        template=LIGHT,
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
         **extra,
     )

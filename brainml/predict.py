@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .bundle import ModelBundle, load_bundle
-from .preprocess import CropBox, PrepSpec, prepare
+from .preprocess import CropBox, prepare_batch
 
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -118,12 +118,12 @@ class Cascade:
     def run(self, slices: list[np.ndarray], threshold: float | None = None) -> list[Diagnosis]:
         """Diagnose each 2D slice (values in [0, 1]) at ``threshold`` (default: the detector card's)."""
         threshold = self.default_threshold if threshold is None else float(threshold)
-        detector_inputs, boxes = _prepare_all(slices, self.detector.card.prep_spec)
+        detector_inputs, boxes = prepare_batch(slices, self.detector.card.prep_spec)
         tumor_probabilities = model_scores(self.detector.model, detector_inputs, batch_size=32)
         type_probabilities = None
         if self.classifier is not None:
             spec = self.classifier.card.prep_spec
-            inputs = detector_inputs if spec == self.detector.card.prep_spec else _prepare_all(slices, spec)[0]
+            inputs = detector_inputs if spec == self.detector.card.prep_spec else prepare_batch(slices, spec)[0]
             type_probabilities = model_scores(self.classifier.model, inputs, batch_size=32)
         return [
             self._diagnosis(float(tumor_probabilities[i]), None if type_probabilities is None else type_probabilities[i],
@@ -144,11 +144,3 @@ class Cascade:
                     note = ("The type classifier's most likely class is 'no tumor'; the type shown is the most likely "
                             "tumor type, and the two models disagree on this slice.")
         return Diagnosis(tumor_probability, threshold, bool(tumor), tumor_type, probabilities, self.model_labels, note, box)
-
-
-def _prepare_all(slices, spec: PrepSpec):
-    prepared = [prepare(slice2d, spec) for slice2d in slices]
-    if not prepared:
-        return np.zeros((0, *spec.input_shape), np.float32), []
-    tensors, boxes = zip(*prepared)
-    return np.stack(tensors), list(boxes)
