@@ -26,7 +26,7 @@ METRIC_NAMES = {"recall": "Recall (sensitivity)", "specificity": "Specificity", 
                 "macro_f1": "Macro F1", "balanced_accuracy": "Balanced accuracy"}
 
 
-def decimals(value: float, reference: float, fewest: int = 3, most: int = 6) -> int:
+def decimals(value: float, reference: float, fewest: int = 3, most: int = 9) -> int:
     """How many decimals show ``value`` and ``reference`` as different numbers when they are (P(tumor) a hair
     above the threshold must not read "0.550 >= 0.550"): ``fewest``, or more up to ``most``."""
     places = fewest
