@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -327,7 +327,7 @@ def format_report(results: dict) -> str:
         "",
         f"cascade throughput, batch 32: {results['throughput_ips']:.0f} images/s",
         f"predict over a folder of {results['config']['folder_images']} PNGs: {results['folder_ips']:.0f} images/s",
-        f"threshold slider move (sweep lookup + 4 figures): "
+        "threshold slider move (sweep lookup + 4 figures): "
         + (f"{results['slider_ms']:.1f} ms" if results["slider_ms"] is not None else "n/a (card has no held-out scores)"),
         f"cold start to first verdict: {results['cold_start_s']:.2f} s (median of {results['config']['cold_starts']})",
         f"peak memory, both models + a visualizer: {results['peak_rss_mb']:.0f} MB",

@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threshold-rule", default="min_recall", choices=("min_recall", "youden", "max_accuracy", "max_f1"))
     train.add_argument("--size", type=int, default=128, help="model input side in pixels (default 128)")
     train.add_argument("--patience", type=int, default=8, help="epochs without validation improvement before stopping")
+    train.add_argument("--from-classifier", default=None, metavar="CARD",
+                       help="detect: no training; read a type classifier (same --data and --seed) as P(tumor) = 1 - P(notumor)")
+    train.add_argument("--no-augment", dest="augment", action="store_false",
+                       help="no random flips, rotations, zooms or contrast (a synthetic set varies these per image)")
     train.add_argument("--max-images", type=int, default=None, help="cap on images per split (quick trials)")
     train.add_argument("--distribute", choices=("mirrored", "multiworker"), default=None,
                        help="train inside a tf.distribute strategy (several GPUs, or several hosts via TF_CONFIG)")
@@ -141,7 +145,8 @@ def _train(args) -> int:
         task=args.task, data=args.data, out=args.out, arch=args.arch, weights=args.weights, epochs=args.epochs,
         batch_size=args.batch, learning_rate=args.lr, seed=args.seed, val_split=args.val_split,
         recall_target=args.recall_target, threshold_rule=args.threshold_rule, size=args.size, patience=args.patience,
-        max_images=args.max_images, distribute=args.distribute,
+        max_images=args.max_images, distribute=args.distribute, augment=args.augment,
+        from_classifier=args.from_classifier,
     )
     result = train(config, log=lambda line: print(line, flush=True))
     print(_summary(result.card.metrics))

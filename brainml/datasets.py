@@ -264,7 +264,8 @@ def augmentation(seed: int):
 
 
 def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, training: bool, seed: int = 0,
-               weights: np.ndarray | None = None, masks: np.ndarray | None = None, mask_grid: int = 8):
+               weights: np.ndarray | None = None, masks: np.ndarray | None = None, mask_grid: int = 8,
+               augment: bool = True):
     """A ``tf.data`` pipeline: shuffled and augmented for training, plain and ordered otherwise.
 
     Args:
@@ -284,7 +285,7 @@ def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, trainin
     if training:
         dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
-    augment = augmentation(seed) if training else None
+    augment = augmentation(seed) if training and augment else None
     channels = inputs.shape[-1]
 
     def arrange(x, y, w):

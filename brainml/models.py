@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers
 
 # Batch-norm statistics follow the last ~10 batches rather than ~100 (Keras' default 0.99): with a few hundred steps
@@ -61,25 +62,39 @@ def build_model(
     elif arch != "seed-cnn":
         features = layers.GlobalAveragePooling2D(name="pool")(features)
     features = layers.Dropout(dropout, name="dropout")(features)
-    logits = layers.Dense(n_outputs, name="logits")(features)
+    # Zero-initialised, so training starts from even odds: random logits on max-pooled features start far from
+    # them, and the first epochs go on undoing that instead of learning.
+    logits = layers.Dense(n_outputs, kernel_initializer="zeros", name="logits")(features)
     probability = layers.Activation("sigmoid" if n_outputs == 1 else "softmax", name="probability")(logits)
     return keras.Model(inputs, probability, name=arch.replace("-", "_"))
 
 
 def _compact_body(inputs):
-    """A small residual CNN of depthwise-separable blocks (MobileNet-style), about 2 MB and a few ms per image on
-    a CPU: the default, because hosted dashboards have two cores and no GPU. The full 3x3 convolution in the
-    stem keeps fine detail (lesions of a few pixels) that a depthwise stem would blur."""
-    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
-    x = layers.ReLU(name="stem_relu")(x)
-    for stage, filters in enumerate((48, 96, 160, 256), start=1):
-        x = _separable_block(x, filters, stride=2, name=f"stage{stage}a")
-        x = _separable_block(x, filters, stride=1, name=f"stage{stage}b")
-        x = _separable_block(x, filters, stride=1, name=f"stage{stage}c")
-    x = layers.Conv2D(320, 1, use_bias=False, name="head_conv")(x)
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="head_bn")(x)
-    return layers.ReLU(name="last_conv_relu")(x)
+    """A small residual CNN, about 2 MB and a few ms per image on a CPU: the default, because hosted dashboards
+    have two cores and no GPU.
+
+    Each stage halves the grid with a full 3x3 convolution (cheap at these widths, and it keeps the fine detail of
+    lesions a few pixels across that a depthwise stride would blur) and then refines it with depthwise-separable
+    residual blocks. The last stage (8x8) is brought back to 16x16 and merged with the 16x16 stage, as in a U-Net's
+    first decoder step: the features the head pools, and Grad-CAM explains, then sit on a grid where one cell is
+    about 10 mm of head, fine enough to point at a lesion rather than at a quarter of the brain.
+    """
+    x = inputs
+    skips = []
+    for stage, (filters, blocks) in enumerate(((32, 0), (48, 1), (96, 2), (160, 2)), start=1):
+        x = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"stage{stage}_down")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"stage{stage}_down_bn")(x)
+        x = layers.ReLU(name=f"stage{stage}_down_relu")(x)
+        for block in range(blocks):
+            x = _separable_block(x, filters, stride=1, name=f"stage{stage}{'abcd'[block]}")
+        skips.append(x)
+    x = layers.UpSampling2D(2, interpolation="bilinear", name="merge_up")(x)
+    x = layers.Concatenate(name="merge")([x, skips[2]])
+    x = layers.Conv2D(128, 1, use_bias=False, name="merge_conv")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="merge_bn")(x)
+    x = layers.ReLU(name="merge_relu")(x)
+    x = _separable_block(x, 128, stride=1, name="head_a")
+    return _separable_block(x, 128, stride=1, name="head_b")
 
 
 def _separable_block(x, filters, stride, name):
@@ -162,3 +177,47 @@ def gradcam_layer(model: keras.Model, min_side: int = 8) -> str:
     if fallback is None:
         raise ModelError(f"Model {model.name} has no spatial layer for Grad-CAM.")
     return fallback
+
+
+def tumor_detector_view(classifier: keras.Model, notumor_index: int, name: str = "tumor_detector") -> keras.Model:
+    """A one-output detector on a copy of ``classifier``'s layers: P(tumor) = 1 - P(notumor).
+
+    The classifier's ``logits`` layer becomes ``class_logits``; the new ``logits`` is
+    logsumexp(tumor class logits) - notumor logit, and ``probability`` its sigmoid, which equals
+    1 - softmax(logits)[notumor] exactly (BrainML's convention of a ``logits`` layer followed by a separate
+    ``probability`` activation, so heatmaps can explain the logit). logsumexp is built from Keras' own layers
+    (``log_softmax`` of the tumor logits gives z - logsumexp(z), with the max-shift that keeps it finite), so the
+    saved file loads anywhere without custom objects.
+
+    Args:
+        classifier: a BrainML classifier: a ``logits`` Dense layer followed by a softmax ``probability`` layer.
+        notumor_index: the position of the no-tumor class in the classifier's output.
+    """
+    renamed = {"logits": "class_logits", "probability": "class_probability"}
+
+    def clone_layer(layer):
+        config = layer.get_config()
+        config["name"] = renamed.get(layer.name, layer.name)
+        return layer.__class__.from_config(config)
+
+    body = keras.models.clone_model(classifier, clone_function=clone_layer)
+    for layer in classifier.layers:
+        if layer.weights:
+            body.get_layer(renamed.get(layer.name, layer.name)).set_weights(layer.get_weights())
+    class_logits = body.get_layer("class_logits").output
+    n_classes = class_logits.shape[-1]
+    tumor = [index for index in range(n_classes) if index != notumor_index]
+
+    select = layers.Dense(len(tumor), use_bias=False, trainable=False, name="tumor_class_logits")
+    tumor_logits = select(class_logits)
+    select.set_weights([np.eye(n_classes, dtype=np.float32)[:, tumor]])
+    log_shares = layers.Activation("log_softmax", name="tumor_class_log_shares")(tumor_logits)
+    terms = layers.Concatenate(name="logit_terms")([class_logits, log_shares])
+    # z_t0 - (z_t0 - logsumexp(z_t)) - z_notumor = logsumexp(z_t) - z_notumor
+    combine = layers.Dense(1, use_bias=False, trainable=False, name="logits")
+    logit = combine(terms)
+    weights = np.zeros((n_classes + len(tumor), 1), np.float32)
+    weights[tumor[0]], weights[notumor_index], weights[n_classes] = 1.0, -1.0, -1.0
+    combine.set_weights([weights])
+    probability = layers.Activation("sigmoid", name="probability")(logit)
+    return keras.Model(body.input, probability, name=name)

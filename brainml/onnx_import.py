@@ -17,11 +17,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from keras import layers
 
 from .bundle import ModelCard, save_bundle
 from .datasets import CLASS_ALIASES, DETECT_CLASSES
-from .models import gradcam_layer
+from .models import gradcam_layer, tumor_detector_view
 from .onnx_convert import (
     AGREEMENT_TOLERANCE,
     ModelImportError,
@@ -289,53 +288,6 @@ def _prep(model: keras.Model) -> PrepSpec:
     if height != width:
         raise ModelImportError(f"The model takes {height}x{width} images; BrainML's preprocessing makes square ones.")
     return PrepSpec(size=height, channels=channels, normalisation="unit", crop_to_head=False, resample="bicubic")
-
-
-# --- the detector view -----------------------------------------------------------------------------------------
-
-
-def tumor_detector_view(classifier: keras.Model, notumor_index: int, name: str = "tumor_detector") -> keras.Model:
-    """A one-output detector on a copy of ``classifier``'s layers: P(tumor) = 1 - P(notumor).
-
-    The classifier's ``logits`` layer becomes ``class_logits``; the new ``logits`` is
-    logsumexp(tumor class logits) - notumor logit, and ``probability`` its sigmoid, which equals
-    1 - softmax(logits)[notumor] exactly (BrainML's convention of a ``logits`` layer followed by a separate
-    ``probability`` activation, so heatmaps can explain the logit). logsumexp is built from Keras' own layers
-    (``log_softmax`` of the tumor logits gives z - logsumexp(z), with the max-shift that keeps it finite), so the
-    saved file loads anywhere without custom objects.
-
-    Args:
-        classifier: a BrainML classifier: a ``logits`` Dense layer followed by a softmax ``probability`` layer.
-        notumor_index: the position of the no-tumor class in the classifier's output.
-    """
-    renamed = {"logits": "class_logits", "probability": "class_probability"}
-
-    def clone_layer(layer):
-        config = layer.get_config()
-        config["name"] = renamed.get(layer.name, layer.name)
-        return layer.__class__.from_config(config)
-
-    body = keras.models.clone_model(classifier, clone_function=clone_layer)
-    for layer in classifier.layers:
-        if layer.weights:
-            body.get_layer(renamed.get(layer.name, layer.name)).set_weights(layer.get_weights())
-    class_logits = body.get_layer("class_logits").output
-    n_classes = class_logits.shape[-1]
-    tumor = [index for index in range(n_classes) if index != notumor_index]
-
-    select = layers.Dense(len(tumor), use_bias=False, trainable=False, name="tumor_class_logits")
-    tumor_logits = select(class_logits)
-    select.set_weights([np.eye(n_classes, dtype=np.float32)[:, tumor]])
-    log_shares = layers.Activation("log_softmax", name="tumor_class_log_shares")(tumor_logits)
-    terms = layers.Concatenate(name="logit_terms")([class_logits, log_shares])
-    # z_t0 - (z_t0 - logsumexp(z_t)) - z_notumor = logsumexp(z_t) - z_notumor
-    combine = layers.Dense(1, use_bias=False, trainable=False, name="logits")
-    logit = combine(terms)
-    weights = np.zeros((n_classes + len(tumor), 1), np.float32)
-    weights[tumor[0]], weights[notumor_index], weights[n_classes] = 1.0, -1.0, -1.0
-    combine.set_weights([weights])
-    probability = layers.Activation("sigmoid", name="probability")(logit)
-    return keras.Model(body.input, probability, name=name)
 
 
 def _scores(model, images: np.ndarray) -> np.ndarray:

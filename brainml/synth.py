@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 CLASS_NAMES = ("glioma", "meningioma", "notumor", "pituitary")
 CONTRASTS = ("T1", "T1c", "T2", "FLAIR")
 # Public tumor sets are mostly post-contrast T1 (figshare, and so the Kaggle set built on it), then T2 and FLAIR.
@@ -66,7 +66,9 @@ class SynthConfig:
     head_fill: tuple[float, float] = (0.6, 0.95)
     rotation_deg: float = 15.0
     elastic_mm: float = 3.0
-    lesion_radius_mm: tuple[float, float] = (2.5, 26.0)
+    # At the models' 128 px input a pixel is about 1.5 mm of head: a lesion under 4 mm radius spans two or three
+    # pixels, below what the input can show (public sets label lesions radiologists could see on the slice).
+    lesion_radius_mm: tuple[float, float] = (4.0, 26.0)
     noise_sigma: tuple[float, float] = (0.005, 0.04)
     blur_sigma_px: tuple[float, float] = (0.0, 1.0)
     bias_strength: float = 0.25
@@ -164,8 +166,10 @@ def _pick(rng: np.random.Generator, weights: np.ndarray) -> tuple[int, int]:
 
 
 def _level_for(label: str, plane: str, rng: np.random.Generator) -> float:
-    if label == "pituitary":
-        sella = {"axial": SELLA_MNI[2], "coronal": SELLA_MNI[1], "sagittal": SELLA_MNI[0]}[plane]
+    sella = {"axial": SELLA_MNI[2], "coronal": SELLA_MNI[1], "sagittal": SELLA_MNI[0]}[plane]
+    # A third of the normal slices pass through the sella too, so that the slice level alone does not say
+    # "pituitary": a model has to see the adenoma.
+    if label == "pituitary" or (label == "notumor" and rng.uniform() < 1 / 3):
         return float(sella + rng.uniform(-5, 5))
     low, high = {"axial": (-38.0, 62.0), "coronal": (-75.0, 40.0), "sagittal": (-30.0, 30.0)}[plane]
     return float(rng.uniform(low, high))
@@ -221,7 +225,7 @@ def _lesion(label, fractions, brain, sella, rng, config, means, radius_mm=None, 
         centre = sella + rng.normal(0, 1.5, size=2)
         # The slice cuts the (roughly spherical) adenoma somewhere along its depth.
         depth = rng.uniform(0, 0.6) * radius
-        radius = float(np.sqrt(max(radius**2 - depth**2, 4.0)))
+        radius = float(np.sqrt(max(radius**2 - depth**2, low**2)))
         if rng.uniform() < 0.5 and radius > 6:
             centre = centre - np.array([radius * 0.4, 0.0])  # suprasellar extension upward
 

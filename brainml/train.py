@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from . import metrics
-from .bundle import ModelCard, save_bundle
+from .bundle import ModelBundle, ModelCard, load_bundle, save_bundle
 from .datasets import (
     DatasetError,
     discover,
@@ -29,7 +29,7 @@ from .datasets import (
     tf_dataset,
 )
 from .evaluate import held_out_report
-from .models import TRANSFER, build_model, gradcam_layer
+from .models import TRANSFER, build_model, gradcam_layer, tumor_detector_view
 from .predict import model_scores
 from .preprocess import PrepSpec
 
@@ -52,12 +52,17 @@ class TrainConfig:
     recall_target: float = 0.98
     threshold_rule: str = "min_recall"
     patience: int = 8
+    # Random flips, rotations, zooms and contrast on the training split. A synthetic set draws all of these per
+    # image already, so every image is an augmentation of its own; real data sets need them.
+    augment: bool = True
     size: int = 128
     distribute: str | None = None  # None, "mirrored" or "multiworker"
     max_images: int | None = None  # cap per split, for quick trials and tests
     # Weight of the lesion-map loss when the data set ships lesion masks (synthetic sets do; 0 turns it off).
     mask_weight: float = 1.0
     synthetic: bool | None = None  # None: decided from the data folder's GENERATOR.txt
+    # detect only: no training of its own; the detector is this type classifier's view P(tumor) = 1 - P(notumor).
+    from_classifier: str | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -71,24 +76,25 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     """Train, choose the threshold on validation, report on test, and write the bundle."""
     keras.utils.set_random_seed(config.seed)
     started = time.time()
+    classifier = _classifier_to_derive_from(config) if config.from_classifier else None
 
     # --- Data: the data set's own test split when it has one; validation carved from training, per class ---
     index = discover(config.data)
     classes = task_classes(index, config.task)
-    spec = PrepSpec(size=config.size, channels=3 if config.arch in TRANSFER else 1)
+    spec = classifier.card.prep_spec if classifier else PrepSpec(size=config.size, channels=3 if config.arch in TRANSFER else 1)
     pool = [s for s in index.samples if s.split == "train"]
     test = [s for s in index.samples if s.split == "test"]
     test_source = "the data set's own test split"
     if not test:
-        keep, held = stratified_split(_labels(pool, config.task, classes), config.test_split, config.seed + 1)
+        keep, held = stratified_split(_strata(pool), config.test_split, config.seed + 1)
         pool, test = [pool[i] for i in keep], [pool[i] for i in held]
         test_source = f"{config.test_split:.0%} of the images, held out by BrainML (seed {config.seed + 1})"
-    keep, held = stratified_split(_labels(pool, config.task, classes), config.val_split, config.seed)
+    keep, held = stratified_split(_strata(pool), config.val_split, config.seed)
     splits = {"train": [pool[i] for i in keep], "validation": [pool[i] for i in held], "test": test}
     if config.max_images:
         splits = {name: _capped(samples, config.max_images, config.seed) for name, samples in splits.items()}
     # Lesion masks, where the data set has them, teach the network where tumors are, not just that they exist.
-    use_masks = config.mask_weight > 0 and has_masks(splits["train"])
+    use_masks = config.mask_weight > 0 and has_masks(splits["train"]) and classifier is None
     loaded = {}
     for name, samples in splits.items():
         log(f"reading {len(samples)} {name} images" + (" and their lesion masks" if use_masks and name == "train" else ""))
@@ -101,6 +107,66 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
             raise DatasetError(f"The {name} split is empty after reading {config.data}; it needs more images.")
     targets = {name: _labels(images.samples, config.task, classes) for name, images in loaded.items()}
 
+    if classifier is None:
+        model, history = _fit(config, spec, loaded, targets, classes, use_masks, log)
+    else:
+        model = tumor_detector_view(classifier.model, classifier.card.class_names.index("notumor"), name=Path(config.out).name)
+        history = classifier.card.history
+        log(f"detector = {classifier.card.name} read as P(tumor) = 1 - P(notumor); no training of its own")
+
+    # --- Threshold on validation, metrics on test (never on training data) ---
+    validation_scores = model_scores(model, loaded["validation"].inputs)
+    test_scores = model_scores(model, loaded["test"].inputs)
+    threshold = rule_text = None
+    validation_metrics = {}
+    if config.task == "detect":
+        rule = metrics.ThresholdRule(kind=config.threshold_rule, recall_target=config.recall_target)
+        threshold = metrics.choose_threshold(targets["validation"], validation_scores, rule)
+        rule_text = rule.describe()
+        validation_metrics = metrics.operating_point(targets["validation"], validation_scores, threshold).to_dict()
+    test_report = held_out_report(config.task, targets["test"], test_scores, classes, threshold)
+
+    synthetic = config.synthetic if config.synthetic is not None else (Path(config.data) / "GENERATOR.txt").is_file()
+    card = ModelCard(
+        name=Path(config.out).name,
+        task=config.task,
+        class_names=list(classes),
+        prep=spec.to_dict(),
+        architecture=classifier.card.architecture if classifier else config.arch,
+        gradcam_layer=gradcam_layer(model),
+        threshold=threshold,
+        threshold_rule=rule_text,
+        metrics=test_report,
+        validation_metrics=validation_metrics,
+        held_out_split=f"test ({test_source})",
+        held_out_labels=targets["test"].tolist(),
+        held_out_scores=test_scores.tolist(),
+        provenance={
+            "data": _describe_data(config.data, index),
+            "splits": {name: len(images.samples) for name, images in loaded.items()},
+            "test_source": test_source,
+            "leaks_removed": leaks,
+            "config": asdict(config),
+            "epochs_run": len(history.get("loss", [])),
+            "train_seconds": round(time.time() - started, 1),
+            "parameters": int(model.count_params()),
+            "lesion_mask_supervision": use_masks or bool(classifier and classifier.card.provenance.get("lesion_mask_supervision")),
+            **({"derived_from": {"classifier": classifier.card.name, "rule": "P(tumor) = 1 - P(notumor)",
+                                 "train_seconds": classifier.card.provenance.get("train_seconds")}} if classifier else {}),
+        },
+        history={key: [round(float(v), 5) for v in values] for key, values in history.items()},
+        trained_on_synthetic=synthetic,
+        limitations=_limitations(synthetic),
+    )
+    if not synthetic:
+        card.notice = ("Trained on the user's own data set; BrainML has not validated it. A research tool, not a diagnosis.")
+    card_path = save_bundle(model, card, config.out)
+    log(f"saved {card_path} and {card_path.with_suffix('.keras').name}")
+    return TrainResult(card_path, card)
+
+
+def _fit(config: TrainConfig, spec: PrepSpec, loaded, targets, classes, use_masks: bool, log) -> tuple[keras.Model, dict]:
+    """Build the architecture and fit it; returns the model and its history (the best epoch's weights restored)."""
     # --- Model, built inside a distribution strategy when asked (several GPUs, or several hosts via TF_CONFIG) ---
     strategy = _strategy(config.distribute)
     n_outputs = 1 if config.task == "detect" else len(classes)
@@ -121,7 +187,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     class_weight = len(targets["train"]) / (len(counts) * np.maximum(counts, 1))
     batch_size = config.batch_size * strategy.num_replicas_in_sync
     train_data = tf_dataset(loaded["train"].inputs, _target_array(targets["train"], n_outputs), batch_size, True,
-                            config.seed, class_weight[targets["train"]], loaded["train"].masks, mask_grid or 8)
+                            config.seed, class_weight[targets["train"]], loaded["train"].masks, mask_grid or 8,
+                            augment=config.augment)
     val_data = tf_dataset(loaded["validation"].inputs, _target_array(targets["validation"], n_outputs), batch_size,
                           False, masks=loaded["validation"].masks, mask_grid=mask_grid or 8)
     # Stop on the verdict's own quality (validation AUC, or accuracy for a classifier), not on a loss that the
@@ -134,54 +201,27 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     ]
     history = trainer.fit(train_data, validation_data=val_data, epochs=config.epochs, callbacks=callbacks,
                           verbose=0, shuffle=False)  # the pipeline already shuffles
+    return model, history.history
 
-    # --- Threshold on validation, metrics on test (never on training data) ---
-    validation_scores = model_scores(model, loaded["validation"].inputs)
-    test_scores = model_scores(model, loaded["test"].inputs)
-    threshold = rule_text = None
-    validation_metrics = {}
-    if config.task == "detect":
-        rule = metrics.ThresholdRule(kind=config.threshold_rule, recall_target=config.recall_target)
-        threshold = metrics.choose_threshold(targets["validation"], validation_scores, rule)
-        rule_text = rule.describe()
-        validation_metrics = metrics.operating_point(targets["validation"], validation_scores, threshold).to_dict()
-    test_report = held_out_report(config.task, targets["test"], test_scores, classes, threshold)
 
-    synthetic = config.synthetic if config.synthetic is not None else (Path(config.data) / "GENERATOR.txt").is_file()
-    card = ModelCard(
-        name=Path(config.out).name,
-        task=config.task,
-        class_names=list(classes),
-        prep=spec.to_dict(),
-        architecture=config.arch,
-        gradcam_layer=gradcam_layer(model),
-        threshold=threshold,
-        threshold_rule=rule_text,
-        metrics=test_report,
-        validation_metrics=validation_metrics,
-        held_out_split=f"test ({test_source})",
-        held_out_labels=targets["test"].tolist(),
-        held_out_scores=test_scores.tolist(),
-        provenance={
-            "data": _describe_data(config.data, index),
-            "splits": {name: len(images.samples) for name, images in loaded.items()},
-            "test_source": test_source,
-            "leaks_removed": leaks,
-            "config": asdict(config),
-            "epochs_run": len(history.history.get("loss", [])),
-            "train_seconds": round(time.time() - started, 1),
-            "parameters": int(model.count_params()),
-            "lesion_mask_supervision": use_masks,
-        },
-        history={key: [round(float(v), 5) for v in values] for key, values in history.history.items()},
-        trained_on_synthetic=synthetic,
-        limitations=_limitations(synthetic),
-    )
-    if not synthetic:
-        card.notice = ("Trained on the user's own data set; BrainML has not validated it. A research tool, not a diagnosis.")
-    card_path = save_bundle(model, card, config.out)
-    log(f"saved {card_path} and {card_path.with_suffix('.keras').name}")
-    return TrainResult(card_path, card)
+def _classifier_to_derive_from(config: TrainConfig) -> ModelBundle:
+    """The type classifier a detector is derived from, checked to have held out the very images this run will
+    use for the threshold and the test: the same data, seed, validation share and cap."""
+    if config.task != "detect":
+        raise ValueError("--from-classifier makes a detector; use it with --task detect.")
+    classifier = load_bundle(config.from_classifier)
+    if classifier.card.task != "classify" or "notumor" not in classifier.card.class_names:
+        raise ValueError(f"{config.from_classifier} is not a type classifier with a 'notumor' class.")
+    trained = classifier.card.provenance.get("config", {})
+    same = {"data": str(Path(trained.get("data", ""))) == str(Path(config.data)), "seed": trained.get("seed") == config.seed,
+            "val_split": trained.get("val_split") == config.val_split, "max_images": trained.get("max_images") == config.max_images}
+    differing = [name for name, ok in same.items() if not ok]
+    if differing:
+        raise ValueError(f"{config.from_classifier} was trained with other {', '.join(differing)} than this run; the "
+                         "detector's validation images could then be the classifier's training images. Use the "
+                         f"classifier's own: --data {trained.get('data')} --seed {trained.get('seed')} "
+                         f"--val-split {trained.get('val_split')}.")
+    return classifier
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -211,6 +251,13 @@ def _with_lesion_head(model: keras.Model) -> tuple[keras.Model, int]:
     lesion_map = keras.layers.Conv2D(1, 1, activation="sigmoid", name="lesion_map")(features)
     trainer = keras.Model(model.input, {"probability": model.output, "lesion_map": lesion_map}, name=f"{model.name}_trainer")
     return trainer, int(features.shape[1])
+
+
+def _strata(samples) -> np.ndarray:
+    """Split strata: the data set's own classes whatever the task, so a detector and a classifier trained on the
+    same data with the same seed hold out the same images."""
+    names = sorted({s.label for s in samples})
+    return np.array([names.index(s.label) for s in samples], dtype=np.int64)
 
 
 def _labels(samples, task, classes) -> np.ndarray:

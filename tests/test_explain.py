@@ -24,16 +24,25 @@ SIDE = 64
 CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
 
 
+def untrained(n_outputs: int) -> keras.Model:
+    """A compact model with random weights throughout: its zero-initialised logits would give every map zero."""
+    model = build_model("compact", (SIDE, SIDE, 1), n_outputs)
+    logits = model.get_layer("logits")
+    kernel, bias = logits.get_weights()
+    logits.set_weights([keras.initializers.GlorotUniform()(kernel.shape).numpy(), bias])
+    return model
+
+
 @pytest.fixture(scope="module")
 def detector():
     keras.utils.set_random_seed(1)
-    return build_model("compact", (SIDE, SIDE, 1), 1)
+    return untrained(1)
 
 
 @pytest.fixture(scope="module")
 def classifier():
     keras.utils.set_random_seed(2)
-    return build_model("compact", (SIDE, SIDE, 1), len(CLASSES))
+    return untrained(len(CLASSES))
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +206,7 @@ def test_normalising_guards_against_nan_inf_and_flat_maps():
 
 def test_gradcam_plus_plus_survives_huge_logits(inputs):
     keras.utils.set_random_seed(3)
-    model = build_model("compact", (SIDE, SIDE, 1), 1)
+    model = untrained(1)
     logits = model.get_layer("logits")
     kernel, bias = logits.get_weights()
     logits.set_weights([kernel * 1e4, bias + 500.0])  # exp(logit) overflows float32 beyond ~88
@@ -265,8 +274,9 @@ def test_trained_detector_gradcam_points_at_the_lesion():
     model.fit(inputs, labels, batch_size=32, epochs=3, verbose=0)
 
     held_out, masks, held_labels = squares(60, np.random.default_rng(1))
-    # At 64 px the last layer is 2 x 2; stage 2 (8 x 8 cells of 8 px) is fine enough to point at a square.
-    explainer = Explainer(model, "stage2c_add", "detect", prep_spec=spec)
+    # At 64 px the explained map is 8 x 8 (cells of 8 px): fine enough to point at a square.
+    assert model.get_layer(gradcam_layer(model)).output.shape[1] == 8
+    explainer = Explainer(model, gradcam_layer(model), "detect", prep_spec=spec)
     table = localisation_table(explainer, (held_out, masks), ["gradcam"])["gradcam"]["all"]
     assert table["n"] == int(held_labels.sum())
     assert table["pointing_game"] >= 0.7

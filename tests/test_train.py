@@ -23,6 +23,13 @@ def tiny_detector(tiny_set, tmp_path_factory):
     return train(config, log=lambda line: None)
 
 
+@pytest.fixture(scope="module")
+def tiny_classifier(tiny_set, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models") / "classifier"
+    config = TrainConfig(task="classify", data=str(tiny_set), out=str(out), epochs=1, batch_size=8, size=32, val_split=0.25)
+    return train(config, log=lambda line: None)
+
+
 def test_training_writes_a_bundle_whose_card_is_complete(tiny_detector):
     card = read_card(tiny_detector.card_path)
     assert card.task == "detect" and card.class_names == ["notumor", "tumor"]
@@ -53,15 +60,13 @@ def test_evaluate_json_and_update_card(tiny_detector, tiny_set, capsys):
     assert card.held_out_split.startswith("test split of") and len(card.held_out_scores) == 10
 
 
-def test_classifier_trains_and_predict_json_handles_good_and_bad_files(tiny_set, tiny_detector, tmp_path, capsys):
-    out = tmp_path / "classifier"
-    train(TrainConfig(task="classify", data=str(tiny_set), out=str(out), epochs=1, batch_size=8, size=32, val_split=0.25),
-          log=lambda line: None)
+def test_classifier_trains_and_predict_json_handles_good_and_bad_files(tiny_set, tiny_detector, tiny_classifier, tmp_path,
+                                                                       capsys):
     good = next((tiny_set / "Testing" / "glioma").glob("*.png"))
     bad = tmp_path / "notes.png"
     bad.write_text("this is not an image")
     code = cli.main(["predict", str(good), str(bad), "--json", "--detector", str(tiny_detector.card_path),
-                     "--classifier", str(out) + ".json"])
+                     "--classifier", str(tiny_classifier.card_path)])
     assert code == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [line["ok"] for line in lines] == [True, False]
@@ -71,6 +76,31 @@ def test_classifier_trains_and_predict_json_handles_good_and_bad_files(tiny_set,
     assert sum(first["type_probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert (first["type"] is not None) == first["tumor"]
     assert lines[1]["error"] and lines[1]["tumor_probability"] is None
+
+
+def test_a_detector_read_off_the_classifier_scores_one_minus_p_notumor_on_the_same_held_out_images(
+        tiny_set, tiny_classifier, tmp_path):
+    derived = train(TrainConfig(task="detect", data=str(tiny_set), out=str(tmp_path / "detector"), val_split=0.25,
+                                from_classifier=str(tiny_classifier.card_path)), log=lambda line: None).card
+    classifier = tiny_classifier.card
+    notumor = classifier.class_names.index("notumor")
+    assert derived.task == "detect" and derived.class_names == ["notumor", "tumor"]
+    assert derived.prep == classifier.prep and derived.architecture == classifier.architecture
+    assert derived.provenance["derived_from"]["classifier"] == "classifier"
+    assert derived.threshold_rule == "highest specificity with recall >= 0.98 on validation"
+    assert derived.held_out_labels == [int(label != notumor) for label in classifier.held_out_labels]
+    np.testing.assert_allclose(derived.held_out_scores, 1 - np.array(classifier.held_out_scores)[:, notumor], atol=1e-5)
+
+
+def test_a_detector_is_not_read_off_a_classifier_that_held_out_other_images(tiny_set, tiny_classifier, tiny_detector,
+                                                                           tmp_path):
+    config = TrainConfig(task="detect", data=str(tiny_set), out=str(tmp_path / "detector"), val_split=0.25, seed=5,
+                         from_classifier=str(tiny_classifier.card_path))
+    with pytest.raises(ValueError, match="trained with other seed than this run"):
+        train(config, log=lambda line: None)
+    with pytest.raises(ValueError, match="not a type classifier"):
+        train(TrainConfig(task="detect", data=str(tiny_set), out=str(tmp_path / "again"),
+                          from_classifier=str(tiny_detector.card_path)), log=lambda line: None)
 
 
 def test_threshold_per_call_changes_the_verdict(tiny_detector, tiny_set):
