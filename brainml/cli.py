@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--from-classifier", default=None, metavar="CARD",
                        help="detect: no training; read a type classifier (same --data and --seed) as P(tumor) = 1 - P(notumor)")
     train.add_argument("--no-augment", dest="augment", action="store_false",
-                       help="no random flips, rotations, zooms or contrast (a synthetic set varies these per image)")
+                       help="no random flips, rotations, zooms or contrast changes of training images")
     train.add_argument("--max-images", type=int, default=None, help="cap on images per split (quick trials)")
     train.add_argument("--distribute", choices=("mirrored", "multiworker"), default=None,
                        help="train inside a tf.distribute strategy (several GPUs, or several hosts via TF_CONFIG)")

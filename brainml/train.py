@@ -52,8 +52,8 @@ class TrainConfig:
     recall_target: float = 0.98
     threshold_rule: str = "min_recall"
     patience: int = 8
-    # Random flips, rotations, zooms and contrast on the training split. A synthetic set draws all of these per
-    # image already, so every image is an augmentation of its own; real data sets need them.
+    # Random flips, rotations, zooms and contrast on the training split; off, a network fits a few thousand images
+    # by heart within ten epochs.
     augment: bool = True
     size: int = 128
     distribute: str | None = None  # None, "mirrored" or "multiworker"
@@ -91,10 +91,12 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
         test_source = f"{config.test_split:.0%} of the images, held out by BrainML (seed {config.seed + 1})"
     keep, held = stratified_split(_strata(pool), config.val_split, config.seed)
     splits = {"train": [pool[i] for i in keep], "validation": [pool[i] for i in held], "test": test}
+    if classifier:
+        del splits["train"]  # a detector read off a classifier needs only the images that choose and test it
     if config.max_images:
         splits = {name: _capped(samples, config.max_images, config.seed) for name, samples in splits.items()}
     # Lesion masks, where the data set has them, teach the network where tumors are, not just that they exist.
-    use_masks = config.mask_weight > 0 and has_masks(splits["train"]) and classifier is None
+    use_masks = classifier is None and config.mask_weight > 0 and has_masks(splits["train"])
     loaded = {}
     for name, samples in splits.items():
         log(f"reading {len(samples)} {name} images" + (" and their lesion masks" if use_masks and name == "train" else ""))
@@ -102,7 +104,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
         for path, reason in loaded[name].failures[:5]:
             log(f"  skipped {path}: {reason}")
     leaks = _remove_leaks(loaded, log)
-    for name in ("train", "validation", "test"):
+    for name in loaded:
         if len(loaded[name].samples) == 0:
             raise DatasetError(f"The {name} split is empty after reading {config.data}; it needs more images.")
     targets = {name: _labels(images.samples, config.task, classes) for name, images in loaded.items()}
@@ -280,6 +282,8 @@ def _remove_leaks(loaded, log) -> dict[str, int]:
     and a copy on both sides inflates every metric."""
     removed = {}
     for name, against in (("train", ("validation", "test")), ("validation", ("test",))):
+        if name not in loaded:
+            continue
         others = np.concatenate([loaded[o].hashes for o in against])
         leaked = near_duplicates(loaded[name].hashes, others)
         removed[name] = len(leaked)

@@ -55,6 +55,11 @@ def provenance(bundle) -> None:
     if "leaks_removed" in provenance_:
         lines.append("- **Near-duplicates removed (leakage check):** "
                      + ", ".join(f"{k} {v}" for k, v in provenance_["leaks_removed"].items()))
+    derived = provenance_.get("derived_from")
+    if derived:
+        lines.append(f"- **Read off the type classifier** `{derived.get('classifier')}`: {derived.get('rule')}, with no "
+                     "training of its own; its threshold was chosen on the classifier's validation split, and the "
+                     "epochs and curves below are the classifier's.")
     if provenance_.get("epochs_run") is not None:
         seconds = provenance_.get("train_seconds")
         lines.append(f"- **Epochs run:** {provenance_['epochs_run']}" + (f" in {seconds:.0f} s" if seconds else ""))

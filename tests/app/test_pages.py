@@ -210,6 +210,18 @@ def test_model_card_shows_test_metrics_with_intervals(open_page):
     assert "Intended use and limits" in markdown_text(at)
 
 
+def test_model_card_says_when_the_detector_is_read_off_the_classifier(open_page, tmp_path):
+    derived = {"classifier": "classifier", "rule": "P(tumor) = 1 - P(notumor)"}
+    card = json.loads((ROOT / "models" / "detector.json").read_text())
+    path = card_copy(tmp_path, "detector", "derived_detector", provenance={**card["provenance"], "derived_from": derived})
+    at = open_page("model_card")
+    at.selectbox(key="sidebar_detector").set_value(OTHER_PATH).run()
+    at.text_input(key="sidebar_detector_path").set_value(str(path)).run()
+    assert problems(at) == []
+    assert ("**Read off the type classifier** `classifier`: P(tumor) = 1 - P(notumor), with no training of its own"
+            in markdown_text(at))
+
+
 def test_model_card_shows_the_localisation_stored_in_the_card_and_where_it_was_measured(open_page, tmp_path):
     table = {"gradcam": {"all": {"pointing_game": 0.75, "energy_in_mask": 0.4, "n": 8},
                          "glioma": {"pointing_game": 1.0, "energy_in_mask": 0.5, "n": 4}}}
