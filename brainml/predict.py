@@ -98,6 +98,8 @@ class Cascade:
             raise ValueError(f"{classifier.card_path} is a {classifier.card.task} model, not a classifier.")
         self.detector = detector
         self.classifier = classifier
+        # A detector read off this very classifier is the same network: run it once and take 1 - P(notumor).
+        self._one_network = classifier is not None and is_view_of(detector, classifier)
 
     @classmethod
     def from_paths(cls, detector_path, classifier_path=None) -> "Cascade":
@@ -119,9 +121,13 @@ class Cascade:
         """Diagnose each 2D slice (values in [0, 1]) at ``threshold`` (default: the detector card's)."""
         threshold = self.default_threshold if threshold is None else float(threshold)
         detector_inputs, boxes = prepare_batch(slices, self.detector.card.prep_spec)
-        tumor_probabilities = model_scores(self.detector.model, detector_inputs, batch_size=32)
         type_probabilities = None
-        if self.classifier is not None:
+        if self._one_network:
+            type_probabilities = model_scores(self.classifier.model, detector_inputs, batch_size=32)
+            tumor_probabilities = 1.0 - type_probabilities[:, self.classifier.card.class_names.index("notumor")]
+        else:
+            tumor_probabilities = model_scores(self.detector.model, detector_inputs, batch_size=32)
+        if self.classifier is not None and not self._one_network:
             spec = self.classifier.card.prep_spec
             inputs = detector_inputs if spec == self.detector.card.prep_spec else prepare_batch(slices, spec)[0]
             type_probabilities = model_scores(self.classifier.model, inputs, batch_size=32)
@@ -144,3 +150,17 @@ class Cascade:
                     note = ("The type classifier's most likely class is 'no tumor'; the type shown is the most likely "
                             "tumor type, and the two models disagree on this slice.")
         return Diagnosis(tumor_probability, threshold, bool(tumor), tumor_type, probabilities, self.model_labels, note, box)
+
+
+def is_view_of(detector: ModelBundle, classifier: ModelBundle) -> bool:
+    """Whether ``detector`` was read off ``classifier`` (``train --from-classifier``) and still holds its weights."""
+    derived = (detector.card.provenance or {}).get("derived_from") or {}
+    if derived.get("classifier") != classifier.card.name or detector.card.prep != classifier.card.prep:
+        return False
+    try:
+        return all(np.array_equal(weight, detector.model.get_layer("class_logits" if layer.name == "logits" else layer.name)
+                                  .get_weights()[index])
+                   for layer in classifier.model.layers for index, weight in enumerate(layer.get_weights()))
+    except (ValueError, IndexError):  # a layer the detector does not have
+        return False
+

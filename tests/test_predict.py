@@ -33,3 +33,29 @@ def test_at_refuses_a_no_tumor_diagnosis_it_cannot_complete():
     cleared = Diagnosis(0.3, 0.5, False, None, dict(PROBABILITIES), dict(MODELS))
     with pytest.raises(ValueError, match="threshold=0.0"):
         cleared.at(0.2)
+
+
+def test_a_detector_read_off_the_classifier_runs_one_network_with_the_same_scores(monkeypatch):
+    """The default models: the detector is the classifier's P(tumor) = 1 - P(notumor), so the cascade runs once."""
+    import numpy as np
+
+    from brainml import predict
+    from brainml.bundle import load_bundle
+    from brainml.examples import EXAMPLES, example_case
+
+    detector, classifier = load_bundle("models/detector.json"), load_bundle("models/classifier.json")
+    slices = [example_case(example.key).image for example in EXAMPLES]
+    inputs, _ = predict.prepare_batch(slices, detector.card.prep_spec)
+    own_scores = predict.model_scores(detector.model, inputs)
+    calls = []
+    counting = predict.model_scores
+    monkeypatch.setattr(predict, "model_scores", lambda model, *args, **kw: calls.append(model) or counting(model, *args, **kw))
+    cascade = predict.Cascade(detector, classifier)
+    results = cascade.run(slices)
+    assert calls == [classifier.model]
+    np.testing.assert_allclose([r.tumor_probability for r in results], own_scores, atol=1e-5)
+    # Another classifier (here: one whose weights were changed) is not taken for the detector's own.
+    other = load_bundle("models/classifier.json")
+    layer = other.model.get_layer("logits")
+    layer.set_weights([weight + 1.0 for weight in layer.get_weights()])
+    assert predict.is_view_of(detector, classifier) and not predict.is_view_of(detector, other)
