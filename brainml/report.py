@@ -26,9 +26,10 @@ METRIC_NAMES = {"recall": "Recall (sensitivity)", "specificity": "Specificity", 
                 "macro_f1": "Macro F1", "balanced_accuracy": "Balanced accuracy"}
 
 
-def decimals(value: float, reference: float, fewest: int = 3, most: int = 9) -> int:
+def decimals(value: float, reference: float, fewest: int = 3, most: int = 17) -> int:
     """How many decimals show ``value`` and ``reference`` as different numbers when they are (P(tumor) a hair
-    above the threshold must not read "0.550 >= 0.550"): ``fewest``, or more up to ``most``."""
+    above the threshold must not read "0.550 >= 0.550"): ``fewest``, or more up to ``most``. A confident model's
+    P(tumor) can sit 1e-12 below a threshold of 1.0; 17 places tell any two different float64 values in [0, 1]."""
     places = fewest
     while places < most and value != reference and f"{value:.{places}f}" == f"{reference:.{places}f}":
         places += 1

@@ -30,6 +30,9 @@ def test_decimals_grow_until_two_close_numbers_read_differently():
     assert report.decimals(0.549989, 0.549988) == 6
     assert report.decimals(0.55, 0.55) == 3
     assert report.decimals(0.5500001, 0.55, most=6) == 6
+    # A confident model against the slider's top: 1 - 1e-12 must not read "1.000000000 < 1.000000000".
+    places = report.decimals(1 - 1e-12, 1.0)
+    assert f"{1 - 1e-12:.{places}f}" != f"{1.0:.{places}f}"
 
 
 def test_verdict_text():
