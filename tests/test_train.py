@@ -87,6 +87,7 @@ def test_a_detector_read_off_the_classifier_scores_one_minus_p_notumor_on_the_sa
     assert derived.task == "detect" and derived.class_names == ["notumor", "tumor"]
     assert derived.prep == classifier.prep and derived.architecture == classifier.architecture
     assert derived.provenance["derived_from"]["classifier"] == "classifier"
+    assert derived.provenance["train_seconds"] == classifier.provenance["train_seconds"]
     assert derived.threshold_rule == "highest specificity with recall >= 0.98 on validation"
     assert derived.held_out_labels == [int(label != notumor) for label in classifier.held_out_labels]
     np.testing.assert_allclose(derived.held_out_scores, 1 - np.array(classifier.held_out_scores)[:, notumor], atol=1e-5)
