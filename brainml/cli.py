@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threshold-rule", default="min_recall", choices=("min_recall", "youden", "max_accuracy", "max_f1"))
     train.add_argument("--size", type=int, default=128, help="model input side in pixels (default 128)")
     train.add_argument("--patience", type=int, default=8, help="epochs without validation improvement before stopping")
+    train.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
+                       help="learning rate: halve on a validation plateau (default), or cosine decay over --epochs")
+    train.add_argument("--time-limit", type=float, default=None, metavar="MINUTES",
+                       help="start no epoch that would likely end past this many minutes (the best epoch is kept)")
     train.add_argument("--from-classifier", default=None, metavar="CARD",
                        help="detect: no training; read a type classifier (same --data and --seed) as P(tumor) = 1 - P(notumor)")
     train.add_argument("--no-augment", dest="augment", action="store_false",
@@ -146,7 +150,7 @@ def _train(args) -> int:
         batch_size=args.batch, learning_rate=args.lr, seed=args.seed, val_split=args.val_split,
         recall_target=args.recall_target, threshold_rule=args.threshold_rule, size=args.size, patience=args.patience,
         max_images=args.max_images, distribute=args.distribute, augment=args.augment,
-        from_classifier=args.from_classifier,
+        from_classifier=args.from_classifier, schedule=args.schedule, time_limit_minutes=args.time_limit,
     )
     result = train(config, log=lambda line: print(line, flush=True))
     print(_summary(result.card.metrics))

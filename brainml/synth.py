@@ -11,7 +11,7 @@ Lesions follow the anatomy radiologists use to tell them apart, and each comes w
 - glioma: intra-axial (in the white matter), irregular, heterogeneous, often a necrotic core with an enhancing
   rim, surrounded by edema that spreads along white matter, with mass effect on the tissue around it;
 - meningioma: extra-axial, dural-based (convexity, falx or skull base), round, homogeneous, well defined,
-  pushing the brain inward;
+  pushing the brain inward, often with a cleft of CSF between it and the brain;
 - pituitary: a midline sellar/suprasellar mass, only on slices through the sella.
 """
 
@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
 CLASS_NAMES = ("glioma", "meningioma", "notumor", "pituitary")
 CONTRASTS = ("T1", "T1c", "T2", "FLAIR")
 # Public tumor sets are mostly post-contrast T1 (figshare, and so the Kaggle set built on it), then T2 and FLAIR.
@@ -72,9 +72,12 @@ class SynthConfig:
     noise_sigma: tuple[float, float] = (0.005, 0.04)
     blur_sigma_px: tuple[float, float] = (0.0, 1.0)
     bias_strength: float = 0.25
-    # Lowest lesion-to-surroundings contrast (in units of the image's intensity range). A "tumor" image whose
-    # lesion cannot be seen is a wrong label, not a hard case; public sets label what radiologists could see.
+    # Lowest lesion contrast (in units of the image's intensity range), against both the tissue around the lesion
+    # and the tissue it displaced. A "tumor" image whose lesion cannot be seen is a wrong label, not a hard case;
+    # public sets label what radiologists could see.
     min_conspicuity: tuple[float, float] = (0.07, 0.14)
+    # Share of meningiomas with a visible CSF cleft between tumor and brain (the sign that marks a mass extra-axial).
+    csf_cleft_rate: float = 0.7
 
 
 @dataclass
@@ -254,6 +257,10 @@ def _lesion(label, fractions, brain, sella, rng, config, means, radius_mm=None, 
     elif label == "meningioma":
         tumor = _blob(shape, centre, radius, 0.06, rng, edge=0.8) * ndimage.binary_dilation(intracranial, iterations=1)
         appearance = {"meningioma": tumor * (1 + 0.04 * _smooth_noise(rng, shape, 6))}
+        if rng.uniform() < config.csf_cleft_rate:
+            # A thin rim of CSF (a mm or two) where the mass meets the brain it pushes aside.
+            shell = _blob(shape, centre, radius + rng.uniform(1.0, 2.5), 0.06, rng, edge=0.8)
+            appearance["cleft"] = np.clip(shell - tumor, 0, 1) * intracranial * rng.uniform(0.6, 0.9)
     else:
         tumor = _blob(shape, centre, radius, 0.1, rng, edge=0.8)
         appearance = {"pituitary": tumor * (1 + 0.08 * _smooth_noise(rng, shape, 8))}
@@ -313,6 +320,10 @@ def generate_case(
 
     tumor = np.zeros(shape, np.float32)
     if lesion is not None:
+        displaced = image.copy()
+        cleft = appearance.get("cleft")
+        if cleft is not None:
+            image = image * (1 - cleft) + cleft * mean_of["csf"]
         edema = appearance.get("edema")
         if edema is not None:
             # Vasogenic edema spreads along white matter and spares the cortex.
@@ -325,7 +336,7 @@ def generate_case(
             weight = np.clip(alpha, 0, 1.2)
             image = image * (1 - np.clip(weight, 0, 1)) + np.clip(weight, 0, 1) * mean_of[part] * np.maximum(weight, 1)
         tumor = lesion[1]
-        image = _ensure_conspicuous(image, tumor, rng.uniform(*config.min_conspicuity))
+        image = _ensure_conspicuous(image, displaced, tumor, rng.uniform(*config.min_conspicuity))
 
     image, tumor = _frame(image, tumor, rng, config)
     image = _acquire(image, rng, config)
@@ -337,19 +348,32 @@ def generate_case(
     return SynthCase(image, mask, label, contrast, plane, level, centre, int(mask.sum()))
 
 
-def _ensure_conspicuous(image: np.ndarray, tumor: np.ndarray, minimum: float) -> np.ndarray:
-    """Shift the lesion's intensity away from the tissue around it when the two differ by less than ``minimum``."""
+def _ensure_conspicuous(image: np.ndarray, displaced: np.ndarray, tumor: np.ndarray, minimum: float) -> np.ndarray:
+    """Shift the lesion's intensity until it differs by at least ``minimum`` from the tissue around it and from the
+    tissue it displaced (``displaced``: the slice before the lesion was drawn). The second keeps a meningioma as
+    grey as the cortex it sits on from passing because the skull beside it is dark."""
     inside = tumor > 0.5
     if not inside.any():
         return image
     ring = ndimage.binary_dilation(inside, iterations=3) & ~inside & (image > 0.02)
-    if not ring.any():
-        return image
-    difference = float(image[inside].mean() - image[ring].mean())
-    if abs(difference) >= minimum:
-        return image
-    direction = 1.0 if difference >= 0 else -1.0
-    return np.clip(image + direction * (minimum - abs(difference)) * np.clip(tumor, 0, 1), 0, None)
+    weight = np.clip(tumor, 0, 1)
+    for _pass in range(3):
+        lesion = float(image[inside].mean())
+        references = [float(displaced[inside].mean())] + ([float(image[ring].mean())] if ring.any() else [])
+        closest = min(references, key=lambda reference: abs(lesion - reference))
+        difference = lesion - closest
+        if abs(difference) >= minimum:
+            break
+        # Away from the closest reference; when that would run into the other one, the other way past both.
+        direction = 1.0 if difference >= 0 else -1.0
+        others = [reference for reference in references if reference != closest]
+        if others and abs(lesion + direction * (minimum - abs(difference)) - others[0]) < minimum:
+            direction = -direction
+            shift = abs(lesion - max(references) - minimum) if direction > 0 else abs(lesion - min(references) + minimum)
+        else:
+            shift = minimum - abs(difference)
+        image = np.clip(image + direction * shift * weight, 0, None)
+    return image
 
 
 def _frame(image, tumor, rng, config):

@@ -52,6 +52,11 @@ class TrainConfig:
     recall_target: float = 0.98
     threshold_rule: str = "min_recall"
     patience: int = 8
+    # "plateau": halve the rate when validation stalls; "cosine": decay it smoothly to 1% over ``epochs`` (better
+    # final weights when the number of epochs is fixed in advance, as for the default models).
+    schedule: str = "plateau"
+    # Wall-clock budget in minutes: no epoch starts that would likely end past it (the best epoch is kept).
+    time_limit_minutes: float | None = None
     # Random flips, rotations, zooms and contrast on the training split; off, a network fits a few thousand images
     # by heart within ten epochs.
     augment: bool = True
@@ -173,13 +178,14 @@ def _fit(config: TrainConfig, spec: PrepSpec, loaded, targets, classes, use_mask
     # --- Model, built inside a distribution strategy when asked (several GPUs, or several hosts via TF_CONFIG) ---
     strategy = _strategy(config.distribute)
     n_outputs = 1 if config.task == "detect" else len(classes)
+    batch_size = config.batch_size * strategy.num_replicas_in_sync
     with strategy.scope():
         model = build_model(config.arch, spec.input_shape, n_outputs, weights=config.weights)
         trainer, mask_grid = _with_lesion_head(model) if use_masks else (model, None)
         loss = "binary_crossentropy" if n_outputs == 1 else "sparse_categorical_crossentropy"
         metric = keras.metrics.AUC(name="auc") if n_outputs == 1 else "accuracy"
         trainer.compile(
-            optimizer=keras.optimizers.Adam(config.learning_rate),
+            optimizer=keras.optimizers.Adam(_learning_rate(config, len(targets["train"]), batch_size)),
             loss={"probability": loss, "lesion_map": "binary_crossentropy"} if use_masks else loss,
             loss_weights={"probability": 1.0, "lesion_map": config.mask_weight} if use_masks else None,
             metrics={"probability": [metric]} if use_masks else [metric],
@@ -188,7 +194,6 @@ def _fit(config: TrainConfig, spec: PrepSpec, loaded, targets, classes, use_mask
     # --- Fit: balanced class weights (a missed tumor class should not be the cheap mistake) ---
     counts = np.bincount(targets["train"], minlength=max(n_outputs, 2))
     class_weight = len(targets["train"]) / (len(counts) * np.maximum(counts, 1))
-    batch_size = config.batch_size * strategy.num_replicas_in_sync
     train_data = tf_dataset(loaded["train"].inputs, _target_array(targets["train"], n_outputs), batch_size, True,
                             config.seed, class_weight[targets["train"]], loaded["train"].masks, mask_grid or 8,
                             augment=config.augment)
@@ -199,9 +204,11 @@ def _fit(config: TrainConfig, spec: PrepSpec, loaded, targets, classes, use_mask
     monitor = ("val_probability_" if use_masks else "val_") + ("auc" if n_outputs == 1 else "accuracy")
     callbacks = [
         keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=config.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5, patience=max(config.patience // 2, 1)),
-        EpochProgress(config.epochs, log),
+        EpochProgress(config.epochs, log, config.time_limit_minutes),
     ]
+    if config.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode="max", factor=0.5,
+                                                           patience=max(config.patience // 2, 1)))
     history = trainer.fit(train_data, validation_data=val_data, epochs=config.epochs, callbacks=callbacks,
                           verbose=0, shuffle=False)  # the pipeline already shuffles
     return model, history.history
@@ -227,12 +234,23 @@ def _classifier_to_derive_from(config: TrainConfig) -> ModelBundle:
     return classifier
 
 
-class EpochProgress(keras.callbacks.Callback):
-    """A one-line-per-epoch progress report with the time left, for logs and terminals alike."""
+def _learning_rate(config: TrainConfig, n_train: int, batch_size: int):
+    if config.schedule == "plateau":
+        return config.learning_rate
+    if config.schedule == "cosine":
+        steps = config.epochs * max(-(-n_train // batch_size), 1)
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, decay_steps=steps, alpha=0.01)
+    raise ValueError(f"Unknown schedule {config.schedule!r}; use plateau or cosine.")
 
-    def __init__(self, epochs: int, log: Callable[[str], None]):
+
+class EpochProgress(keras.callbacks.Callback):
+    """A one-line-per-epoch progress report with the time left, for logs and terminals alike; with a time limit,
+    it ends training before an epoch that would likely overrun it."""
+
+    def __init__(self, epochs: int, log: Callable[[str], None], time_limit_minutes: float | None = None):
         super().__init__()
         self.epochs, self.log = epochs, log
+        self.time_limit = None if time_limit_minutes is None else time_limit_minutes * 60
 
     def on_train_begin(self, logs=None):
         self.started = time.time()
@@ -244,6 +262,9 @@ class EpochProgress(keras.callbacks.Callback):
         shown = " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items() if k != "learning_rate")
         bar = "#" * int(20 * done / self.epochs)
         self.log(f"epoch {done:>3}/{self.epochs} [{bar:<20}] {shown}  elapsed {elapsed:.0f}s, ETA {eta:.0f}s (at most)")
+        if self.time_limit is not None and done < self.epochs and elapsed + elapsed / done > self.time_limit:
+            self.log(f"stopping after epoch {done}: another epoch would pass the {self.time_limit / 60:g}-minute limit")
+            self.model.stop_training = True
 
 
 def _with_lesion_head(model: keras.Model) -> tuple[keras.Model, int]:

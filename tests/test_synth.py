@@ -2,6 +2,7 @@ import csv
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from brainml import synth
 
@@ -85,3 +86,31 @@ def test_normal_slices_pass_through_the_sella_as_well():
     assert 0.25 < (np.abs(normal - sella) <= 5).mean() < 0.6
     assert normal.max() > sella + 40  # and the rest still span the brain
 
+
+
+def test_a_lesion_differs_from_the_tissue_it_displaced_and_from_its_surroundings():
+    # Lesion as grey as the tissue it replaced, though far from its (dark) surroundings: it must be shifted.
+    displaced = np.full((40, 40), 0.4, np.float32)
+    image = displaced.copy()
+    image[:, :5] = 0.05
+    tumor = np.zeros((40, 40), np.float32)
+    tumor[15:25, 15:25] = 1
+    shown = synth._ensure_conspicuous(image, displaced, tumor, 0.1)
+    inside = tumor > 0.5
+    ring = ndimage.binary_dilation(inside, iterations=3) & ~inside
+    assert abs(shown[inside].mean() - displaced[inside].mean()) >= 0.1 - 1e-6
+    assert abs(shown[inside].mean() - shown[ring].mean()) >= 0.1 - 1e-6
+    assert np.array_equal(shown[~inside], image[~inside])
+
+
+def test_meningiomas_can_show_a_csf_cleft_around_the_mass():
+    t1, brain, sella = synth._anatomy_slice("axial", 20.0)
+    fractions = synth._tissue_fractions(t1, brain)
+    means = np.array(synth.TISSUE_MEANS["T2"])
+    drawn = {rate: synth._lesion("meningioma", fractions, brain, sella, np.random.default_rng(3),
+                                 synth.SynthConfig(csf_cleft_rate=rate), means) for rate in (0.0, 1.0)}
+    assert "cleft" not in drawn[0.0][0]
+    cleft, tumor = drawn[1.0][0]["cleft"], drawn[1.0][1]
+    assert cleft.max() > 0.5 and (cleft > 0.3).sum() > 5
+    # A rim around the mass, not inside it.
+    assert not ((cleft > 0.3) & (tumor > 0.9)).any()

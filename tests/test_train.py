@@ -170,3 +170,16 @@ def test_explain_cli_writes_overlays_and_scores_localisation(tiny_detector, tiny
         assert method["all"]["n"] == sum(row["n"] for name, row in method.items() if name != "all") > 0
         assert 0.0 <= method["all"]["pointing_game"] <= 1.0 and 0.0 <= method["all"]["energy_in_mask"] <= 1.0
     assert read_card(tiny_detector.card_path).localisation["table"]["gradcam"]["all"]["n"] == table["gradcam"]["all"]["n"]
+
+
+def test_cosine_schedule_and_time_limit(tiny_set, tmp_path):
+    # A limit far below one epoch's time: the first epoch runs, no second one starts, and the card says so.
+    config = TrainConfig(task="classify", data=str(tiny_set), out=str(tmp_path / "timed"), epochs=3, batch_size=8,
+                         size=32, val_split=0.25, schedule="cosine", time_limit_minutes=1e-6)
+    lines = []
+    card = train(config, log=lines.append).card
+    assert card.provenance["epochs_run"] == 1 and card.provenance["config"]["schedule"] == "cosine"
+    assert any("minute limit" in line for line in lines)
+    with pytest.raises(ValueError, match="Unknown schedule"):
+        train(TrainConfig(task="classify", data=str(tiny_set), out=str(tmp_path / "bad"), epochs=1, batch_size=8,
+                          size=32, val_split=0.25, schedule="linear"), log=lambda line: None)
