@@ -303,6 +303,28 @@ def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, trainin
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def lesion_diameters(root: str | os.PathLike, samples: list[Sample]) -> np.ndarray | None:
+    """Each sample's lesion size from a synthetic set's ``manifest.csv``: the diameter of the circle of the same
+    area, as a share of the image side (so it means the same at any resolution); NaN for slices without a lesion.
+    None when the folder has no manifest (real data sets)."""
+    import csv
+
+    root = Path(root)
+    manifest = root / "manifest.csv"
+    if not manifest.is_file():
+        return None
+    generator = root / "GENERATOR.txt"
+    side = 256.0
+    if generator.is_file():
+        for line in generator.read_text().splitlines():
+            if line.startswith("size="):
+                side = float(line.split("=", 1)[1])
+    with open(manifest, newline="") as handle:
+        areas = {row["file"]: float(row.get("lesion_area_px") or 0) for row in csv.DictReader(handle)}
+    wanted = np.array([areas.get(sample.path.relative_to(root).as_posix(), 0.0) for sample in samples])
+    return np.where(wanted > 0, 2 * np.sqrt(wanted / np.pi) / side, np.nan)
+
+
 @dataclass
 class MaskedCase:
     """A labelled slice with its lesion mask (synthetic data sets ship masks; see ``manifest.csv``)."""

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import metrics
 from .bundle import ModelBundle, load_bundle, write_card
-from .datasets import DatasetError, discover, label_index, load_images, task_classes
+from .datasets import DatasetError, discover, label_index, lesion_diameters, load_images, task_classes
 from .predict import model_scores
 
 
@@ -50,10 +50,25 @@ def evaluate_bundle(bundle: ModelBundle, data: str | os.PathLike, split: str = "
     labels = np.array([label_index(s.label, card.task, tuple(card.class_names)) for s in loaded.samples], dtype=np.int64)
     scores = model_scores(bundle.model, loaded.inputs)
     report = held_out_report(card.task, labels, scores, card.class_names, card.threshold)
+    diameters = lesion_diameters(data, loaded.samples)
+    if diameters is not None:
+        report["by_lesion_size"] = by_lesion_size(card, labels, scores, diameters)
     report["data"] = str(data)
     report["split"] = split
     report["unreadable_files"] = len(loaded.failures)
     return Evaluation(report, labels, scores, loaded.failures, split)
+
+
+def by_lesion_size(card, labels: np.ndarray, scores: np.ndarray, diameters: np.ndarray) -> dict:
+    """On the slices that have a lesion: the detector's recall at its threshold, or the classifier's share of
+    right types, per lesion-size bin. Where a model misses is as useful to know as how often."""
+    lesion = np.isfinite(diameters)
+    if card.task == "detect":
+        hits, measure = scores[lesion] >= card.threshold, "recall"
+    else:
+        hits, measure = scores[lesion].argmax(axis=1) == labels[lesion], "accuracy"
+    return {"measure": measure, "size": "lesion diameter as a share of the image side",
+            "bins": metrics.rate_by_lesion_size(hits, diameters[lesion])}
 
 
 def evaluate_path(card_path, data, split: str = "test", update_card: bool = False) -> Evaluation:

@@ -89,6 +89,33 @@ def _binary_inputs(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     return labels.astype(bool), scores
 
 
+# Lesion diameter bins, as shares of the image side: on a 256 px slice of a whole head, under 3 % is a lesion of a
+# few millimetres, 12 % and more a large mass.
+LESION_SIZE_EDGES = (0.03, 0.06, 0.12)
+
+
+def rate_by_lesion_size(hits, diameters, edges=LESION_SIZE_EDGES) -> list[dict]:
+    """How often the model was right (``hits``, one bool per lesion) in each lesion-size bin, with Wilson 95 %
+    intervals: ``[{"bin", "low", "high", "n", "rate", "rate_ci"}]``, smallest lesions first, empty bins kept."""
+    hits = np.asarray(hits, dtype=bool)
+    diameters = np.asarray(diameters, dtype=float)
+    if hits.shape != diameters.shape:
+        raise ValueError("hits and diameters must have the same length")
+    bins = np.digitize(diameters, edges)
+    total = np.bincount(bins, minlength=len(edges) + 1)
+    right = np.bincount(bins, weights=hits, minlength=len(edges) + 1).astype(int)
+    low_ci, high_ci = wilson_interval(right, total)
+    bounds = (0.0, *edges, None)
+    rows = []
+    for i in range(len(edges) + 1):
+        low, high = bounds[i], bounds[i + 1]
+        label = f"< {high:.0%}" if i == 0 else (f">= {low:.0%}" if high is None else f"{low:.0%}-{high:.0%}")
+        rows.append({"bin": label, "low": low, "high": high, "n": int(total[i]),
+                     "rate": float(right[i] / total[i]) if total[i] else None,
+                     "rate_ci": [float(low_ci[i]), float(high_ci[i])] if total[i] else None})
+    return rows
+
+
 def wilson_interval(successes, total, confidence: float = 0.95):
     """Wilson score interval for a proportion ``successes / total``.
 

@@ -17,6 +17,7 @@ from brainml.metrics import (
     detector_report,
     f1_interval,
     operating_point,
+    rate_by_lesion_size,
     roc_auc_interval,
     sweep_thresholds,
     wilson_interval,
@@ -388,3 +389,18 @@ def test_sweep_lookup_is_fast_enough_for_a_slider():
     for threshold in sliders:
         sweep.at(threshold)
     assert (time.perf_counter() - start) / sliders.size < 1e-3
+
+
+def test_rate_by_lesion_size_counts_each_bin_by_hand():
+    # Diameters (share of the side) and whether each lesion was caught; bins < 3 %, 3-6 %, 6-12 %, >= 12 %.
+    diameters = [0.01, 0.02, 0.03, 0.05, 0.07, 0.2, 0.3]
+    hits = [False, True, True, True, False, True, True]
+    rows = rate_by_lesion_size(hits, diameters)
+    assert [row["bin"] for row in rows] == ["< 3%", "3%-6%", "6%-12%", ">= 12%"]
+    assert [row["n"] for row in rows] == [2, 2, 1, 2]
+    assert [row["rate"] for row in rows] == [0.5, 1.0, 0.0, 1.0]
+    assert rows[0]["rate_ci"] == pytest.approx(list(wilson_interval(1, 2)))
+    empty = rate_by_lesion_size([True], [0.5])
+    assert empty[0]["n"] == 0 and empty[0]["rate"] is None and empty[-1]["rate"] == 1.0
+    with pytest.raises(ValueError):
+        rate_by_lesion_size([True, False], [0.1])

@@ -58,6 +58,12 @@ def test_evaluate_json_and_update_card(tiny_detector, tiny_set, capsys):
     assert report["n"] == 10
     card = read_card(card_path)
     assert card.held_out_split.startswith("test split of") and len(card.held_out_scores) == 10
+    # The synthetic set's manifest gives each lesion's size: recall per size bin covers every tumor slice once.
+    by_size = report["by_lesion_size"]
+    assert by_size["measure"] == "recall"
+    assert sum(row["n"] for row in by_size["bins"]) == sum(card.held_out_labels)
+    caught = sum(score >= card.threshold for label, score in zip(card.held_out_labels, card.held_out_scores) if label)
+    assert sum(round(row["rate"] * row["n"]) for row in by_size["bins"] if row["n"]) == caught
 
 
 def test_classifier_trains_and_predict_json_handles_good_and_bad_files(tiny_set, tiny_detector, tiny_classifier, tmp_path,

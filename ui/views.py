@@ -139,6 +139,24 @@ def metric_table(rows: list[dict], key: str, container=st) -> None:
     )
 
 
+def lesion_size_table(by_size: dict | None, key: str, container=st) -> None:
+    """Recall (detector) or right types (classifier) per lesion-size bin, as ``evaluate`` stores it for
+    synthetic test sets, whose lesions have known sizes; nothing when the card has none."""
+    if not by_size or not by_size.get("bins"):
+        return
+    measure = by_size.get("measure", "rate")
+    container.markdown("#### By lesion size")
+    container.caption(f"{measure.capitalize()} on the tumor slices of the test set, by {by_size.get('size', 'lesion size')} "
+                      "(on a 256 px slice of a whole head, under 3% is a lesion of a few millimetres). 95% Wilson "
+                      "intervals.")
+    container.dataframe(
+        [{"Lesion diameter": row["bin"], "Slices": row["n"], measure.capitalize(): percent(row["rate"]),
+          "95% interval": "n/a" if not row["rate_ci"] else f"{percent(row['rate_ci'][0])} – {percent(row['rate_ci'][1])}"}
+         for row in by_size["bins"]],
+        hide_index=True, width="stretch", key=key,
+    )
+
+
 def batch_table(rows, key: str, container=st) -> None:
     """A batch's rows (see :class:`brainml.report.BatchRow`) as a table; empty cells stay empty, and the slice
     column shows only when the batch holds a volume."""

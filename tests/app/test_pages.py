@@ -237,6 +237,21 @@ def test_model_card_shows_the_localisation_stored_in_the_card_and_where_it_was_m
     assert "card_localisation_run" not in [toggle.key for toggle in at.toggle]
 
 
+def test_model_card_shows_recall_by_lesion_size_when_the_card_has_it(open_page, tmp_path):
+    card = json.loads((ROOT / "models" / "detector.json").read_text())
+    bins = [{"bin": "< 3%", "low": 0.0, "high": 0.03, "n": 40, "rate": 0.5, "rate_ci": [0.35, 0.65]},
+            {"bin": ">= 3%", "low": 0.03, "high": None, "n": 0, "rate": None, "rate_ci": None}]
+    by_size = {"measure": "recall", "size": "lesion diameter as a share of the image side", "bins": bins}
+    path = card_copy(tmp_path, "detector", "sized_detector", metrics={**card["metrics"], "by_lesion_size": by_size})
+    at = open_page("model_card")
+    at.selectbox(key="sidebar_detector").set_value(OTHER_PATH).run()
+    at.text_input(key="sidebar_detector_path").set_value(str(path)).run()
+    assert problems(at) == []
+    table = next(frame.value for frame in at.dataframe if "Lesion diameter" in frame.value.columns)
+    assert list(table["Recall"]) == ["50.0%", "n/a"] and list(table["Slices"]) == [40, 0]
+    assert list(table["95% interval"])[0] == "35.0% – 65.0%"
+
+
 def test_model_card_offers_to_measure_the_localisation_when_the_card_has_none(open_page, tmp_path):
     path = card_copy(tmp_path, "detector", "unmeasured_detector", localisation={})
     at = open_page("model_card")
