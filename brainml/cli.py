@@ -282,12 +282,23 @@ def _summary(report: dict) -> str:
             interval = f" (95% CI {low:.3f}-{high:.3f})" if low is not None and high is not None else ""
             value = report.get(name)
             lines.append(f"  {name:<12} {value:.4f}{interval}" if value is not None else f"  {name:<12} n/a")
-        return "\n".join(lines)
+        return "\n".join(lines + _by_size_lines(report))
     lines = [f"classifier on {report['n']} held-out images: accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}"]
     for name, values in report.get("per_class", {}).items():
         lines.append(f"  {name:<11} precision {values['precision'] or 0:.3f} recall {values['recall'] or 0:.3f} "
                      f"f1 {values['f1'] or 0:.3f} n={values['support']}")
-    return "\n".join(lines)
+    return "\n".join(lines + _by_size_lines(report))
+
+
+def _by_size_lines(report: dict) -> list[str]:
+    by_size = report.get("by_lesion_size")
+    if not by_size:
+        return []
+    lines = [f"{by_size['measure']} by {by_size['size']}:"]
+    for row in by_size["bins"]:
+        value = "n/a" if row["rate"] is None else f"{row['rate']:.3f} (95% CI {row['rate_ci'][0]:.3f}-{row['rate_ci'][1]:.3f})"
+        lines.append(f"  {row['bin']:<8} n={row['n']:<5} {value}")
+    return lines
 
 
 def _progress_bar(label: str):

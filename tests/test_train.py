@@ -64,6 +64,8 @@ def test_evaluate_json_and_update_card(tiny_detector, tiny_set, capsys):
     assert sum(row["n"] for row in by_size["bins"]) == sum(card.held_out_labels)
     caught = sum(score >= card.threshold for label, score in zip(card.held_out_labels, card.held_out_scores) if label)
     assert sum(round(row["rate"] * row["n"]) for row in by_size["bins"] if row["n"]) == caught
+    assert cli.main(["evaluate", "--model", card_path, "--data", str(tiny_set)]) == 0
+    assert "recall by lesion diameter as a share of the image side:" in capsys.readouterr().out
 
 
 def test_classifier_trains_and_predict_json_handles_good_and_bad_files(tiny_set, tiny_detector, tiny_classifier, tmp_path,
