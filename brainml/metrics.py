@@ -89,8 +89,8 @@ def _binary_inputs(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     return labels.astype(bool), scores
 
 
-# Lesion diameter bins, as shares of the image side: on a 256 px slice of a whole head, under 3 % is a lesion of a
-# few millimetres, 12 % and more a large mass.
+# Lesion diameter bins, as shares of the image side: on a slice of a whole head, 3 % is 5 to 9 mm (with the field
+# of view), 12 % and more a large mass.
 LESION_SIZE_EDGES = (0.03, 0.06, 0.12)
 
 

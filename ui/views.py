@@ -147,7 +147,7 @@ def lesion_size_table(by_size: dict | None, key: str, container=st) -> None:
     measure = by_size.get("measure", "rate")
     container.markdown("#### By lesion size")
     container.caption(f"{measure.capitalize()} on the tumor slices of the test set, by {by_size.get('size', 'lesion size')} "
-                      "(on a 256 px slice of a whole head, under 3% is a lesion of a few millimetres). 95% Wilson "
+                      "(on a slice of a whole head, 3% is 5 to 9 mm). 95% Wilson "
                       "intervals.")
     container.dataframe(
         [{"Lesion diameter": row["bin"], "Slices": row["n"], measure.capitalize(): percent(row["rate"]),
