@@ -35,6 +35,9 @@ class ModelCard:
     prep: dict
     architecture: str
     gradcam_layer: str
+    # LayerCAM keeps its maps sharp on shallower, finer layers than Grad-CAM (Jiang et al. 2021); None: the
+    # Grad-CAM layer. ``explain --choose-layercam-layer`` picks it on held-out slices with lesion masks.
+    layercam_layer: str | None = None
     threshold: float | None = None
     threshold_rule: str | None = None
     metrics: dict = field(default_factory=dict)
@@ -170,5 +173,6 @@ def check_agreement(model, card: ModelCard, card_path: Path) -> None:
             f"{card_path} describes a {card.task} model with {expected_outputs} output(s), but the model has {outputs}."
         )
     layer_names = {layer.name for layer in model.layers}
-    if card.gradcam_layer not in layer_names:
-        raise BundleError(f"{card_path} names Grad-CAM layer {card.gradcam_layer!r}, which the model does not have.")
+    for kind, name in (("Grad-CAM", card.gradcam_layer), ("LayerCAM", card.layercam_layer or card.gradcam_layer)):
+        if name not in layer_names:
+            raise BundleError(f"{card_path} names {kind} layer {name!r}, which the model does not have.")

@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--split", default="Testing")
     explain.add_argument("--per-class", type=int, default=100, help="tumor slices per class to score (default 100)")
     explain.add_argument("--methods", default=None, help="comma-separated methods for --evaluate (default: all)")
-    explain.add_argument("--update-card", action="store_true", help="store the --evaluate table in the card")
+    explain.add_argument("--update-card", action="store_true", help="store the --evaluate table (or the chosen layer) in the card")
+    explain.add_argument("--choose-layercam-layer", action="store_true",
+                         help="score LayerCAM on each candidate layer on --data (not the final test set) and report the best")
     explain.add_argument("--json", action="store_true")
     explain.set_defaults(handler=_explain)
 
@@ -195,6 +197,20 @@ def _predict(args) -> int:
 
 
 def _explain(args) -> int:
+    if args.choose_layercam_layer:
+        from .evaluate import layercam_layer_report
+
+        if not args.data:
+            raise ValueError("explain --choose-layercam-layer needs --data DIR (a data set with masks).")
+        best, scores = layercam_layer_report(args.model, args.data, args.split, args.per_class, args.update_card)
+        if args.json:
+            print(json.dumps({"best": best, "pointing_game": scores}))
+        else:
+            for layer, score in scores.items():
+                print(f"{layer:<20}{score:>8.3f}{'  <- best' if layer == best else ''}")
+            if args.update_card:
+                print(f"stored LayerCAM layer {best} in {args.model}")
+        return 0
     if args.evaluate:
         from .evaluate import localisation_report
 

@@ -102,3 +102,23 @@ def localisation_report(card_path, data, methods=None, split: str = "Testing", p
         bundle.card.localisation = {"data": f"{split} split of {data}", "per_class": per_class, "table": table}
         write_card(bundle.card, bundle.card_path)
     return table
+
+
+def layercam_layer_report(card_path, data, split: str = "Testing", per_class: int = 60,
+                          update_card: bool = False) -> tuple[str, dict]:
+    """``python -m brainml explain --choose-layercam-layer``: LayerCAM's pointing game on each candidate layer on
+    slices with lesion masks (pass a split other than the final test set); optionally store the best in the card."""
+    from .datasets import masked_cases
+    from .explain import choose_layercam_layer
+
+    bundle = load_bundle(card_path)
+    cases = masked_cases(data, split, per_class)
+    if not cases:
+        raise DatasetError(f"No tumor slices with masks in the {split} split of {data}.")
+    best, scores = choose_layercam_layer(bundle, cases)
+    if update_card:
+        bundle.card.layercam_layer = best
+        bundle.card.provenance["layercam_layer_choice"] = {
+            "data": f"{split} split of {data}", "per_class": per_class, "pointing_game": scores}
+        write_card(bundle.card, bundle.card_path)
+    return best, scores

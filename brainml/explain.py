@@ -109,6 +109,7 @@ class Explainer:
     Args:
         model: a flat functional Keras model, as :func:`brainml.models.build_model` makes.
         layer_name: the 4D layer the CAM methods explain (the card's ``gradcam_layer``).
+        layercam_layer: the layer LayerCAM explains instead (the card's ``layercam_layer``); None: ``layer_name``.
         task: "detect" (one sigmoid output) or "classify" (softmax over ``class_names``).
         class_names: the classifier's classes in output order; ignored for a detector.
         prep_spec: how slices become model input; needed by :func:`heatmap` and :func:`localisation_table`.
@@ -132,6 +133,7 @@ class Explainer:
         smooth_samples: int = SMOOTH_SAMPLES,
         smooth_noise: float = SMOOTH_NOISE,
         seed: int = 0,
+        layercam_layer: str | None = None,
     ):
         if task not in ("detect", "classify"):
             raise ValueError(f"task must be 'detect' or 'classify', not {task!r}")
@@ -140,11 +142,14 @@ class Explainer:
             raise ValueError(f"A detector has one output; {model.name} has {outputs}.")
         if task == "classify" and len(class_names) != outputs:
             raise ValueError(f"{model.name} has {outputs} outputs but {len(class_names)} class names were given.")
-        if layer_name not in {layer.name for layer in model.layers}:
-            raise ValueError(f"{model.name} has no layer {layer_name!r} to explain.")
-        if len(model.get_layer(layer_name).output.shape) != 4:
-            raise ValueError(f"Layer {layer_name!r} of {model.name} is not spatial (4D); CAM methods need one.")
+        layercam_layer = layercam_layer or layer_name
+        for name in (layer_name, layercam_layer):
+            if name not in {layer.name for layer in model.layers}:
+                raise ValueError(f"{model.name} has no layer {name!r} to explain.")
+            if len(model.get_layer(name).output.shape) != 4:
+                raise ValueError(f"Layer {name!r} of {model.name} is not spatial (4D); CAM methods need one.")
         self.layer_name = layer_name
+        self.layercam_layer = layercam_layer
         self.task = task
         self.class_names = tuple(DETECTOR_TARGETS if task == "detect" else class_names)
         self.prep_spec = prep_spec
@@ -158,6 +163,8 @@ class Explainer:
         # give every channel the same weight (softmax of one number is 1) and the map would be the plain sum of
         # activations; as two logits (0, z) the softmax is (1 - P(tumor), P(tumor)), the detector's own output.
         self._scorecam_model = _explained_view(model, layer_name, two_class=True) if task == "detect" else None
+        self._layercam_model = (self._logit_model if layercam_layer == layer_name
+                                else _explained_view(model, layercam_layer, two_class=False))
         self._visualizers: dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -168,7 +175,8 @@ class Explainer:
             explainer = _EXPLAINERS.get(bundle.model)
             if explainer is None:
                 card = bundle.card
-                explainer = cls(bundle.model, card.gradcam_layer, card.task, card.class_names, card.prep_spec)
+                explainer = cls(bundle.model, card.gradcam_layer, card.task, card.class_names, card.prep_spec,
+                                layercam_layer=card.layercam_layer)
                 _EXPLAINERS[bundle.model] = explainer
         return explainer
 
@@ -245,9 +253,10 @@ class Explainer:
             if visualizer is None:
                 if method == "faster-scorecam":
                     visualizer = Scorecam(self._scorecam_model or self._logit_model)
+                elif method == "layercam":
+                    visualizer = Layercam(self._layercam_model)
                 else:
-                    kind = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "layercam": Layercam,
-                            "smoothgrad": Saliency}[method]
+                    kind = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "smoothgrad": Saliency}[method]
                     visualizer = kind(self._logit_model)
                 self._visualizers[method] = visualizer
             return visualizer
@@ -262,8 +271,9 @@ class Explainer:
         score = self._gradient_score(targets)
         if method == "gradcam++":
             score = _value_free(score)
+        layer = self.layercam_layer if method == "layercam" else self.layer_name
         cams = self._visualizer(method)(
-            score, batch, penultimate_layer=self.layer_name, seek_penultimate_conv_layer=False,
+            score, batch, penultimate_layer=layer, seek_penultimate_conv_layer=False,
             expand_cam=False, normalize_cam=False,
         )
         return _upsample(np.asarray(cams), self.input_shape[:2])
@@ -467,6 +477,34 @@ def localisation_table(
             shares = np.array([energy_in_mask(m, k) for m, k in zip(maps, masks)], np.float64)
         table[method] = _summarise(np.asarray(hits, bool), np.asarray(shares, np.float64), labels)
     return table
+
+
+def layercam_layer_candidates(model: keras.Model) -> list[str]:
+    """The layers LayerCAM could explain: block outputs (``*_add``, and ``merge_relu`` after the compact CNN's
+    merge) on a grid at least as fine as the Grad-CAM layer's, deepest first."""
+    from .models import gradcam_layer
+
+    min_side = int(model.get_layer(gradcam_layer(model)).output.shape[1])
+    names = [layer.name for layer in model.layers
+             if (layer.name.endswith("_add") or layer.name == "merge_relu") and len(layer.output.shape) == 4
+             and int(layer.output.shape[1]) >= min_side]
+    return names[::-1]
+
+
+def choose_layercam_layer(bundle: ModelBundle, cases, candidates: Sequence[str] | None = None) -> tuple[str, dict]:
+    """The layer whose LayerCAM maps point at lesions most often on ``cases`` (held-out slices with masks, never
+    the final test set: this is a choice, and a choice made on test data would flatter the test).
+
+    Returns:
+        ``(best layer, {layer: pointing game over all cases})``; ties go to the deeper layer.
+    """
+    card = bundle.card
+    scores = {}
+    for layer in candidates or layercam_layer_candidates(bundle.model):
+        explainer = Explainer(bundle.model, card.gradcam_layer, card.task, card.class_names, card.prep_spec,
+                              layercam_layer=layer)
+        scores[layer] = localisation_table(explainer, cases, ("layercam",))["layercam"]["all"]["pointing_game"]
+    return max(scores, key=scores.get), scores
 
 
 def _summarise(hits: np.ndarray, shares: np.ndarray, labels: list[str]) -> dict:

@@ -31,6 +31,7 @@ def identity(bundle, path: str) -> None:
         "input": "{size} × {size} × {channels}, {normalisation} normalisation, crop to head: {crop_to_head}".format(
             **card.prep_spec.to_dict()),
         "Grad-CAM layer": card.gradcam_layer,
+        "LayerCAM layer": card.layercam_layer or card.gradcam_layer,
         "trained on": card.learned_from,
         "card file": loaders.display_path(path),
         "versions": ", ".join(f"{k} {v}" for k, v in (card.versions or {}).items()),

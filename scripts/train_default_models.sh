@@ -21,9 +21,12 @@ python -m brainml train --task classify --data "$TRAIN_SET" --out models/classif
 python -m brainml train --task detect --data "$TRAIN_SET" --out models/detector --seed 0 \
   --from-classifier models/classifier.json
 
-# The cards keep the fresh test set's labels, scores and metrics (the threshold explorer sweeps them), and where
-# each heatmap method points on its tumor slices.
+# LayerCAM's layer is chosen on the training set's own held-out Testing split (seed 1), never on the final test set.
+# The cards then keep the fresh test set's labels, scores and metrics (the threshold explorer sweeps them), and
+# where each heatmap method points on its tumor slices.
 for model in detector classifier; do
+  python -m brainml explain --choose-layercam-layer --model "models/$model.json" --data "$TRAIN_SET" --split Testing \
+    --per-class 60 --update-card
   python -m brainml evaluate --model "models/$model.json" --data "$TEST_SET" --update-card
   python -m brainml explain --evaluate --model "models/$model.json" --data "$TEST_SET" --per-class 60 --update-card
 done

@@ -160,6 +160,17 @@ def test_heatmap_builds_one_explainer_per_bundle(detector, tmp_path: Path):
     assert result.map.shape == (100, 150) and result.target == "notumor"
 
 
+def test_layercam_can_explain_a_finer_layer_than_the_cam_methods(detector, inputs):
+    spec = PrepSpec(size=SIDE)
+    default = Explainer(detector, gradcam_layer(detector), "detect", prep_spec=spec)
+    finer = Explainer(detector, gradcam_layer(detector), "detect", prep_spec=spec, layercam_layer="stage2a_add")
+    assert finer.layercam_layer == "stage2a_add" and default.layercam_layer == gradcam_layer(detector)
+    assert not np.allclose(finer.explain(inputs, "layercam"), default.explain(inputs, "layercam"))
+    np.testing.assert_allclose(finer.explain(inputs, "gradcam"), default.explain(inputs, "gradcam"), atol=1e-6)
+    with pytest.raises(ValueError, match="has no layer 'stage9_add'"):
+        Explainer(detector, gradcam_layer(detector), "detect", prep_spec=spec, layercam_layer="stage9_add")
+
+
 def test_pointing_game_on_hand_made_maps():
     mask = np.zeros((30, 30), bool)
     mask[5:15, 5:15] = True

@@ -1,6 +1,7 @@
 """End to end on a tiny generated set: synth -> train -> bundle -> evaluate -> predict (a handful of steps)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -191,3 +192,24 @@ def test_cosine_schedule_and_time_limit(tiny_set, tmp_path):
     with pytest.raises(ValueError, match="Unknown schedule"):
         train(TrainConfig(task="classify", data=str(tiny_set), out=str(tmp_path / "bad"), epochs=1, batch_size=8,
                           size=32, val_split=0.25, schedule="linear"), log=lambda line: None)
+
+
+def test_layercam_layer_is_chosen_on_held_out_masks_and_stored_in_the_card(tiny_set, tmp_path, capsys):
+    config = TrainConfig(task="detect", data=str(tiny_set), out=str(tmp_path / "detector"), epochs=1, batch_size=8,
+                         size=32, val_split=0.25)
+    card_path = str(train(config, log=lambda line: None).card_path)
+    assert cli.main(["explain", "--choose-layercam-layer", "--model", card_path, "--data", str(tiny_set),
+                     "--per-class", "2", "--update-card", "--json"]) == 0
+    choice = json.loads(capsys.readouterr().out)
+    scores = choice["pointing_game"]
+    assert len(scores) >= 1 and choice["best"] in scores and scores[choice["best"]] == max(scores.values())
+    card = read_card(card_path)
+    assert card.layercam_layer == choice["best"]
+    assert card.provenance["layercam_layer_choice"]["data"] == f"Testing split of {tiny_set}"
+    assert load_bundle(card_path).card.layercam_layer == choice["best"]
+    # A card naming a LayerCAM layer the model lacks is refused, like a wrong Grad-CAM layer.
+    raw = json.loads(Path(card_path).read_text())
+    raw["layercam_layer"] = "stage9_add"
+    Path(card_path).write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="names LayerCAM layer 'stage9_add'"):
+        load_bundle(card_path)
