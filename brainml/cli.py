@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start no epoch that would likely end past this many minutes (the best epoch is kept)")
     train.add_argument("--from-classifier", default=None, metavar="CARD",
                        help="detect: no training; read a type classifier (same --data and --seed) as P(tumor) = 1 - P(notumor)")
+    train.add_argument("--init-from", default=None, metavar="CARD",
+                       help="start from this bundle's weights (same task, architecture, --data and --seed); --size may differ")
     train.add_argument("--no-augment", dest="augment", action="store_false",
                        help="no random flips, rotations, zooms or contrast changes of training images")
     train.add_argument("--max-images", type=int, default=None, help="cap on images per split (quick trials)")
@@ -152,7 +154,7 @@ def _train(args) -> int:
         batch_size=args.batch, learning_rate=args.lr, seed=args.seed, val_split=args.val_split,
         recall_target=args.recall_target, threshold_rule=args.threshold_rule, size=args.size, patience=args.patience,
         max_images=args.max_images, distribute=args.distribute, augment=args.augment,
-        from_classifier=args.from_classifier, schedule=args.schedule, time_limit_minutes=args.time_limit,
+        from_classifier=args.from_classifier, init_from=args.init_from, schedule=args.schedule, time_limit_minutes=args.time_limit,
     )
     result = train(config, log=lambda line: print(line, flush=True))
     print(_summary(result.card.metrics))

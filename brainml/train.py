@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -68,6 +68,10 @@ class TrainConfig:
     synthetic: bool | None = None  # None: decided from the data folder's GENERATOR.txt
     # detect only: no training of its own; the detector is this type classifier's view P(tumor) = 1 - P(notumor).
     from_classifier: str | None = None
+    # Start from this bundle's weights (same architecture, task and held-out images) instead of random ones; the
+    # input size may differ, since the compact network is fully convolutional: fine-tuning at a finer --size costs
+    # a fraction of training from scratch.
+    init_from: str | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -82,11 +86,17 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     keras.utils.set_random_seed(config.seed)
     started = time.time()
     classifier = _classifier_to_derive_from(config) if config.from_classifier else None
+    start = _bundle_to_start_from(config) if config.init_from else None
 
     # --- Data: the data set's own test split when it has one; validation carved from training, per class ---
     index = discover(config.data)
     classes = task_classes(index, config.task)
-    spec = classifier.card.prep_spec if classifier else PrepSpec(size=config.size, channels=3 if config.arch in TRANSFER else 1)
+    if classifier:
+        spec = classifier.card.prep_spec
+    elif start:
+        spec = replace(start.card.prep_spec, size=config.size)
+    else:
+        spec = PrepSpec(size=config.size, channels=3 if config.arch in TRANSFER else 1)
     pool = [s for s in index.samples if s.split == "train"]
     test = [s for s in index.samples if s.split == "test"]
     test_source = "the data set's own test split"
@@ -115,7 +125,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     targets = {name: _labels(images.samples, config.task, classes) for name, images in loaded.items()}
 
     if classifier is None:
-        model, history = _fit(config, spec, loaded, targets, classes, use_masks, log)
+        model, history = _fit(config, spec, loaded, targets, classes, use_masks, log, start)
     else:
         model = tumor_detector_view(classifier.model, classifier.card.class_names.index("notumor"), name=Path(config.out).name)
         history = classifier.card.history
@@ -161,6 +171,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
             "lesion_mask_supervision": use_masks or bool(classifier and classifier.card.provenance.get("lesion_mask_supervision")),
             **({"derived_from": {"classifier": classifier.card.name, "rule": "P(tumor) = 1 - P(notumor)",
                                  "seconds": round(time.time() - started, 1)}} if classifier else {}),
+            **({"initialised_from": _starting_point(start)} if start else {}),
         },
         history={key: [round(float(v), 5) for v in values] for key, values in history.items()},
         trained_on_synthetic=synthetic,
@@ -173,14 +184,19 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     return TrainResult(card_path, card)
 
 
-def _fit(config: TrainConfig, spec: PrepSpec, loaded, targets, classes, use_masks: bool, log) -> tuple[keras.Model, dict]:
-    """Build the architecture and fit it; returns the model and its history (the best epoch's weights restored)."""
+def _fit(config: TrainConfig, spec: PrepSpec, loaded, targets, classes, use_masks: bool, log,
+         start: ModelBundle | None = None) -> tuple[keras.Model, dict]:
+    """Build the architecture (from ``start``'s weights when given) and fit it; returns the model and its history
+    (the best epoch's weights restored)."""
     # --- Model, built inside a distribution strategy when asked (several GPUs, or several hosts via TF_CONFIG) ---
     strategy = _strategy(config.distribute)
     n_outputs = 1 if config.task == "detect" else len(classes)
     batch_size = config.batch_size * strategy.num_replicas_in_sync
     with strategy.scope():
         model = build_model(config.arch, spec.input_shape, n_outputs, weights=config.weights)
+        if start:
+            _copy_weights(start.model, model)
+            log(f"starting from {start.card_path}'s weights ({start.card.prep_spec.size}px -> {spec.size}px)")
         trainer, mask_grid = _with_lesion_head(model) if use_masks else (model, None)
         loss = "binary_crossentropy" if n_outputs == 1 else "sparse_categorical_crossentropy"
         metric = keras.metrics.AUC(name="auc") if n_outputs == 1 else "accuracy"
@@ -216,22 +232,55 @@ def _fit(config: TrainConfig, spec: PrepSpec, loaded, targets, classes, use_mask
 
 def _classifier_to_derive_from(config: TrainConfig) -> ModelBundle:
     """The type classifier a detector is derived from, checked to have held out the very images this run will
-    use for the threshold and the test: the same data, seed, validation share and cap."""
+    use for the threshold and the test."""
     if config.task != "detect":
         raise ValueError("--from-classifier makes a detector; use it with --task detect.")
     classifier = load_bundle(config.from_classifier)
     if classifier.card.task != "classify" or "notumor" not in classifier.card.class_names:
         raise ValueError(f"{config.from_classifier} is not a type classifier with a 'notumor' class.")
-    trained = classifier.card.provenance.get("config", {})
+    _check_same_held_out(classifier.card, config, config.from_classifier)
+    return classifier
+
+
+def _bundle_to_start_from(config: TrainConfig) -> ModelBundle:
+    """The bundle whose weights a run starts from: same task and architecture, and trained on a split that held
+    out this run's validation and test images (else they would not be unseen)."""
+    if config.from_classifier:
+        raise ValueError("--init-from trains a model; --from-classifier reads one without training. Use one of them.")
+    start = load_bundle(config.init_from)
+    if start.card.task != config.task or start.card.architecture != config.arch:
+        raise ValueError(f"{config.init_from} is a {start.card.architecture} {start.card.task} model; --init-from needs "
+                         f"a {config.arch} {config.task} model.")
+    _check_same_held_out(start.card, config, config.init_from)
+    return start
+
+
+def _check_same_held_out(card: ModelCard, config: TrainConfig, card_path: str) -> None:
+    """Raise unless ``card`` was trained with the same data, seed, validation share and cap as ``config``."""
+    trained = card.provenance.get("config", {})
     same = {"data": str(Path(trained.get("data", ""))) == str(Path(config.data)), "seed": trained.get("seed") == config.seed,
             "val_split": trained.get("val_split") == config.val_split, "max_images": trained.get("max_images") == config.max_images}
     differing = [name for name, ok in same.items() if not ok]
     if differing:
-        raise ValueError(f"{config.from_classifier} was trained with other {', '.join(differing)} than this run; the "
-                         "detector's validation images could then be the classifier's training images. Use the "
-                         f"classifier's own: --data {trained.get('data')} --seed {trained.get('seed')} "
-                         f"--val-split {trained.get('val_split')}.")
-    return classifier
+        raise ValueError(f"{card_path} was trained with other {', '.join(differing)} than this run; this run's "
+                         "validation images could then be its training images. Use its own: "
+                         f"--data {trained.get('data')} --seed {trained.get('seed')} --val-split {trained.get('val_split')}"
+                         + (f" --max-images {trained['max_images']}" if trained.get("max_images") else "") + ".")
+
+
+def _copy_weights(source: keras.Model, target: keras.Model) -> None:
+    """Copy every layer's weights from ``source`` to the same-named layer of ``target`` (the input size may differ;
+    no weight of a convolutional network depends on it)."""
+    for layer in target.layers:
+        if layer.weights:
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+
+
+def _starting_point(start: ModelBundle) -> dict:
+    """What a fine-tuned model's training began from, so its card tells the whole training story."""
+    provenance = start.card.provenance
+    return {"model": str(start.card_path), "size": start.card.prep_spec.size, "epochs_run": provenance.get("epochs_run"),
+            "train_seconds": provenance.get("train_seconds"), "history": start.card.history}
 
 
 def _learning_rate(config: TrainConfig, n_train: int, batch_size: int):

@@ -113,6 +113,37 @@ def test_a_detector_is_not_read_off_a_classifier_that_held_out_other_images(tiny
                           from_classifier=str(tiny_detector.card_path)), log=lambda line: None)
 
 
+def test_fine_tuning_at_a_finer_size_starts_from_the_bundles_weights(tiny_set, tiny_classifier, tmp_path):
+    from brainml.models import build_model
+    from brainml.train import _copy_weights
+
+    source = load_bundle(tiny_classifier.card_path).model
+    finer = build_model("compact", (48, 48, 1), 4)
+    _copy_weights(source, finer)
+    for copied, original in zip(finer.get_weights(), source.get_weights()):
+        np.testing.assert_array_equal(copied, original)
+
+    tuned = train(TrainConfig(task="classify", data=str(tiny_set), out=str(tmp_path / "classifier"), epochs=1,
+                              batch_size=8, size=48, val_split=0.25, init_from=str(tiny_classifier.card_path)),
+                  log=lambda line: None).card
+    assert tuned.prep_spec.input_shape == (48, 48, 1)
+    assert {key: value for key, value in tuned.prep.items() if key != "size"} == \
+        {key: value for key, value in tiny_classifier.card.prep.items() if key != "size"}
+    started = tuned.provenance["initialised_from"]
+    assert started["size"] == 32 and started["epochs_run"] == 1 and started["history"] == tiny_classifier.card.history
+    assert load_bundle(tmp_path / "classifier.json").model.input_shape == (None, 48, 48, 1)
+
+
+def test_fine_tuning_refuses_a_bundle_that_saw_other_images_or_does_another_task(tiny_set, tiny_classifier,
+                                                                                 tiny_detector, tmp_path):
+    with pytest.raises(ValueError, match="trained with other seed than this run"):
+        train(TrainConfig(task="classify", data=str(tiny_set), out=str(tmp_path / "a"), val_split=0.25, seed=3,
+                          init_from=str(tiny_classifier.card_path)), log=lambda line: None)
+    with pytest.raises(ValueError, match="needs a compact classify model"):
+        train(TrainConfig(task="classify", data=str(tiny_set), out=str(tmp_path / "b"), val_split=0.25,
+                          init_from=str(tiny_detector.card_path)), log=lambda line: None)
+
+
 def test_threshold_per_call_changes_the_verdict(tiny_detector, tiny_set):
     from brainml.io import read_scan
     from brainml.predict import Cascade
