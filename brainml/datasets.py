@@ -280,8 +280,9 @@ def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, trainin
     if masks is None:
         dataset = tf.data.Dataset.from_tensor_slices((inputs, targets, weights))
     else:
-        stacked = np.concatenate([inputs, masks[..., None]], axis=-1)
-        dataset = tf.data.Dataset.from_tensor_slices((stacked, targets, weights))
+        # Masks travel as bytes and join the images as an extra channel only per batch: a float copy of every
+        # image with its mask stacked on would double the memory of a 192 px training set (about 7 GB).
+        dataset = tf.data.Dataset.from_tensor_slices(((inputs, (masks > 0.5).astype(np.uint8)), targets, weights))
     if training:
         dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
@@ -289,6 +290,8 @@ def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, trainin
     channels = inputs.shape[-1]
 
     def arrange(x, y, w):
+        if masks is not None:
+            x = tf.concat([x[0], tf.cast(x[1][..., None], x[0].dtype)], axis=-1)
         if augment is not None:
             x = augment(x, training=True)
         if masks is None:

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 TRAIN_SET=${TRAIN_SET:-data/synth-s1-30k}
 TEST_SET=${TEST_SET:-data/synth-test-s2026}
 EPOCHS=${EPOCHS:-42}
-FINE_EPOCHS=${FINE_EPOCHS:-14}
+FINE_EPOCHS=${FINE_EPOCHS:-10}
 # The first stage learns at 128 px; the second fine-tunes the same weights at 192 px, close to the synthetic slices'
 # own resolution, where a lesion 8 mm across is 8 pixels wide instead of 5 (most misses are such small lesions).
 STAGE1=${STAGE1:-data/stage1/classifier-128px}
@@ -23,7 +23,7 @@ TIME_LIMIT=${TIME_LIMIT:-120}
 python -m brainml train --task classify --data "$TRAIN_SET" --out "$STAGE1" --epochs "$EPOCHS" --seed 0 \
   --schedule cosine --patience 12 --time-limit "$TIME_LIMIT"
 python -m brainml train --task classify --data "$TRAIN_SET" --out models/classifier --init-from "$STAGE1.json" \
-  --size 192 --epochs "$FINE_EPOCHS" --lr 5e-4 --seed 0 --schedule cosine --patience 12 --time-limit 90
+  --size 192 --epochs "$FINE_EPOCHS" --lr 5e-4 --seed 0 --schedule cosine --patience 12 --time-limit 65
 python -m brainml train --task detect --data "$TRAIN_SET" --out models/detector --seed 0 \
   --from-classifier models/classifier.json
 
