@@ -300,12 +300,12 @@ def _summary(report: dict) -> str:
             interval = f" (95% CI {low:.3f}-{high:.3f})" if low is not None and high is not None else ""
             value = report.get(name)
             lines.append(f"  {name:<12} {value:.4f}{interval}" if value is not None else f"  {name:<12} n/a")
-        return "\n".join(lines + _by_size_lines(report))
+        return "\n".join(lines + _by_size_lines(report) + _by_contrast_lines(report))
     lines = [f"classifier on {report['n']} held-out images: accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}"]
     for name, values in report.get("per_class", {}).items():
         lines.append(f"  {name:<11} precision {values['precision'] or 0:.3f} recall {values['recall'] or 0:.3f} "
                      f"f1 {values['f1'] or 0:.3f} n={values['support']}")
-    return "\n".join(lines + _by_size_lines(report))
+    return "\n".join(lines + _by_size_lines(report) + _by_contrast_lines(report))
 
 
 def _by_size_lines(report: dict) -> list[str]:
@@ -316,6 +316,20 @@ def _by_size_lines(report: dict) -> list[str]:
     for row in by_size["bins"]:
         value = "n/a" if row["rate"] is None else f"{row['rate']:.3f} (95% CI {row['rate_ci'][0]:.3f}-{row['rate_ci'][1]:.3f})"
         lines.append(f"  {row['bin']:<8} n={row['n']:<5} {value}")
+    return lines
+
+
+def _by_contrast_lines(report: dict) -> list[str]:
+    by_contrast = report.get("by_contrast")
+    if not by_contrast:
+        return []
+    lines = ["by MRI contrast:"]
+    for i, group in enumerate(by_contrast["groups"]):
+        cells = []
+        for measure, rows in by_contrast["measures"].items():
+            row = rows[i]
+            cells.append(f"{measure} n/a (n=0)" if row["rate"] is None else f"{measure} {row['rate']:.3f} (n={row['n']})")
+        lines.append(f"  {group:<6} " + ", ".join(cells))
     return lines
 
 

@@ -306,15 +306,26 @@ def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, trainin
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def _manifest_column(root: Path, samples: list[Sample], column: str) -> list[str] | None:
+    """One column of a synthetic set's ``manifest.csv`` for each sample ("" where a sample is not listed); None
+    when the folder has no manifest (real data sets)."""
+    import csv
+
+    manifest = root / "manifest.csv"
+    if not manifest.is_file():
+        return None
+    with open(manifest, newline="") as handle:
+        values = {row["file"]: row.get(column) or "" for row in csv.DictReader(handle)}
+    return [values.get(sample.path.relative_to(root).as_posix(), "") for sample in samples]
+
+
 def lesion_diameters(root: str | os.PathLike, samples: list[Sample]) -> np.ndarray | None:
     """Each sample's lesion size from a synthetic set's ``manifest.csv``: the diameter of the circle of the same
     area, as a share of the image side (so it means the same at any resolution); NaN for slices without a lesion.
     None when the folder has no manifest (real data sets)."""
-    import csv
-
     root = Path(root)
-    manifest = root / "manifest.csv"
-    if not manifest.is_file():
+    areas = _manifest_column(root, samples, "lesion_area_px")
+    if areas is None:
         return None
     generator = root / "GENERATOR.txt"
     side = 256.0
@@ -322,10 +333,17 @@ def lesion_diameters(root: str | os.PathLike, samples: list[Sample]) -> np.ndarr
         for line in generator.read_text().splitlines():
             if line.startswith("size="):
                 side = float(line.split("=", 1)[1])
-    with open(manifest, newline="") as handle:
-        areas = {row["file"]: float(row.get("lesion_area_px") or 0) for row in csv.DictReader(handle)}
-    wanted = np.array([areas.get(sample.path.relative_to(root).as_posix(), 0.0) for sample in samples])
+    wanted = np.array([float(area or 0) for area in areas])
     return np.where(wanted > 0, 2 * np.sqrt(wanted / np.pi) / side, np.nan)
+
+
+def slice_contrasts(root: str | os.PathLike, samples: list[Sample]) -> np.ndarray | None:
+    """Each sample's MRI contrast ("T1", "T1c", "T2", "FLAIR") from a synthetic set's ``manifest.csv``; None
+    when the folder has no manifest or names no contrasts."""
+    contrasts = _manifest_column(Path(root), samples, "contrast")
+    if contrasts is None or not any(contrasts):
+        return None
+    return np.array(contrasts)
 
 
 @dataclass

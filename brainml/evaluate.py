@@ -10,7 +10,8 @@ import numpy as np
 
 from . import metrics
 from .bundle import ModelBundle, load_bundle, write_card
-from .datasets import DatasetError, discover, label_index, lesion_diameters, load_images, task_classes
+from .datasets import (DatasetError, discover, label_index, lesion_diameters, load_images, slice_contrasts,
+                       task_classes)
 from .predict import model_scores
 
 
@@ -53,6 +54,9 @@ def evaluate_bundle(bundle: ModelBundle, data: str | os.PathLike, split: str = "
     diameters = lesion_diameters(data, loaded.samples)
     if diameters is not None:
         report["by_lesion_size"] = by_lesion_size(card, labels, scores, diameters)
+    contrasts = slice_contrasts(data, loaded.samples)
+    if contrasts is not None:
+        report["by_contrast"] = by_contrast(card, labels, scores, contrasts)
     report["data"] = str(data)
     report["split"] = split
     report["unreadable_files"] = len(loaded.failures)
@@ -69,6 +73,20 @@ def by_lesion_size(card, labels: np.ndarray, scores: np.ndarray, diameters: np.n
         hits, measure = scores[lesion].argmax(axis=1) == labels[lesion], "accuracy"
     return {"measure": measure, "size": "lesion diameter as a share of the image side",
             "bins": metrics.rate_by_lesion_size(hits, diameters[lesion])}
+
+
+def by_contrast(card, labels: np.ndarray, scores: np.ndarray, contrasts: np.ndarray) -> dict:
+    """Per MRI contrast: the detector's recall on tumor slices and specificity on normal ones at its threshold,
+    or the classifier's accuracy. A model can be sure on T1c and hedge on T2, and one threshold serves both."""
+    order = sorted(set(contrasts.tolist()))
+    if card.task == "detect":
+        flagged = scores >= card.threshold
+        tumor = labels == 1
+        measures = {"recall": metrics.rate_by_group(flagged[tumor], contrasts[tumor], order),
+                    "specificity": metrics.rate_by_group(~flagged[~tumor], contrasts[~tumor], order)}
+    else:
+        measures = {"accuracy": metrics.rate_by_group(scores.argmax(axis=1) == labels, contrasts, order)}
+    return {"groups": order, "measures": measures}
 
 
 def evaluate_path(card_path, data, split: str = "test", update_card: bool = False) -> Evaluation:

@@ -116,6 +116,25 @@ def rate_by_lesion_size(hits, diameters, edges=LESION_SIZE_EDGES) -> list[dict]:
     return rows
 
 
+def rate_by_group(hits, groups, order=None) -> list[dict]:
+    """How often the model was right (``hits``) within each group (e.g. MRI contrast), with Wilson 95 %
+    intervals: ``[{"group", "n", "rate", "rate_ci"}]`` in ``order`` (default: sorted), empty groups kept."""
+    hits = np.asarray(hits, dtype=bool)
+    groups = np.asarray(groups)
+    if hits.shape != groups.shape:
+        raise ValueError("hits and groups must have the same length")
+    names = list(order) if order is not None else sorted(set(groups.tolist()))
+    index = np.full(groups.shape, -1)
+    for i, name in enumerate(names):
+        index[groups == name] = i
+    kept = index >= 0
+    total = np.bincount(index[kept], minlength=len(names))
+    right = np.bincount(index[kept], weights=hits[kept], minlength=len(names)).astype(int)
+    low_ci, high_ci = wilson_interval(right, total)
+    return [{"group": name, "n": int(total[i]), "rate": float(right[i] / total[i]) if total[i] else None,
+             "rate_ci": [float(low_ci[i]), float(high_ci[i])] if total[i] else None} for i, name in enumerate(names)]
+
+
 def wilson_interval(successes, total, confidence: float = 0.95):
     """Wilson score interval for a proportion ``successes / total``.
 

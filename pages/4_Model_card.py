@@ -115,6 +115,7 @@ with detector_tab:
         right.plotly_chart(charts.precision_recall(held_out.curves, point), width="stretch", key="card_detector_pr",
                            config=NO_BAR)
     views.lesion_size_table(metrics.get("by_lesion_size"), key="card_detector_by_size")
+    views.contrast_table(metrics.get("by_contrast"), key="card_detector_by_contrast")
     st.markdown("#### Where the heatmaps point")
     st.caption("On tumor slices whose lesion masks are known: the **pointing game** counts a heatmap whose peak lies "
                "on the lesion (within a few pixels); **energy inside the lesion** is the share of the map that falls "
@@ -171,6 +172,7 @@ with classifier_tab:
                                for name in ("precision", "recall", "F1")},
             )
         views.lesion_size_table(metrics.get("by_lesion_size"), key="card_classifier_by_size")
+        views.contrast_table(metrics.get("by_contrast"), key="card_classifier_by_contrast")
         left, right = st.columns(2)
         if metrics.get("confusion_matrix"):
             left.plotly_chart(charts.confusion_matrix(metrics["confusion_matrix"], card.class_names),

@@ -17,6 +17,7 @@ from brainml.metrics import (
     detector_report,
     f1_interval,
     operating_point,
+    rate_by_group,
     rate_by_lesion_size,
     roc_auc_interval,
     sweep_thresholds,
@@ -404,3 +405,16 @@ def test_rate_by_lesion_size_counts_each_bin_by_hand():
     assert empty[0]["n"] == 0 and empty[0]["rate"] is None and empty[-1]["rate"] == 1.0
     with pytest.raises(ValueError):
         rate_by_lesion_size([True, False], [0.1])
+
+
+def test_rate_by_group_counts_each_group_by_hand_and_keeps_empty_ones():
+    groups = ["T2", "T1", "T2", "T2", "FLAIR"]
+    hits = [True, False, False, True, True]
+    rows = rate_by_group(hits, groups, order=["T1", "T1c", "T2", "FLAIR"])
+    assert [row["group"] for row in rows] == ["T1", "T1c", "T2", "FLAIR"]
+    assert [row["n"] for row in rows] == [1, 0, 3, 1]
+    assert [row["rate"] for row in rows] == [0.0, None, pytest.approx(2 / 3), 1.0]
+    assert rows[2]["rate_ci"] == pytest.approx(list(wilson_interval(2, 3))) and rows[1]["rate_ci"] is None
+    assert [row["group"] for row in rate_by_group(hits, groups)] == ["FLAIR", "T1", "T2"]
+    with pytest.raises(ValueError):
+        rate_by_group([True], ["T1", "T2"])

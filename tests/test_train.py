@@ -65,8 +65,16 @@ def test_evaluate_json_and_update_card(tiny_detector, tiny_set, capsys):
     assert sum(row["n"] for row in by_size["bins"]) == sum(card.held_out_labels)
     caught = sum(score >= card.threshold for label, score in zip(card.held_out_labels, card.held_out_scores) if label)
     assert sum(round(row["rate"] * row["n"]) for row in by_size["bins"] if row["n"]) == caught
+    # ... and each slice's contrast: recall over its tumor slices and specificity over its normal ones.
+    by_contrast = report["by_contrast"]
+    assert set(by_contrast["groups"]) <= {"T1", "T1c", "T2", "FLAIR"}
+    assert sum(row["n"] for row in by_contrast["measures"]["recall"]) == sum(card.held_out_labels)
+    assert sum(row["n"] for row in by_contrast["measures"]["specificity"]) == 10 - sum(card.held_out_labels)
+    assert sum(round(row["rate"] * row["n"]) for row in by_contrast["measures"]["recall"] if row["n"]) == caught
     assert cli.main(["evaluate", "--model", card_path, "--data", str(tiny_set)]) == 0
-    assert "recall by lesion diameter as a share of the image side:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "recall by lesion diameter as a share of the image side:" in printed
+    assert "by MRI contrast:" in printed and "specificity" in printed.split("by MRI contrast:")[1]
 
 
 def test_classifier_trains_and_predict_json_handles_good_and_bad_files(tiny_set, tiny_detector, tiny_classifier, tmp_path,

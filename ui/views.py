@@ -157,6 +157,26 @@ def lesion_size_table(by_size: dict | None, key: str, container=st) -> None:
     )
 
 
+def contrast_table(by_contrast: dict | None, key: str, container=st) -> None:
+    """The test metrics per MRI contrast, as ``evaluate`` stores them for synthetic test sets (whose slices name
+    their contrast); nothing when the card has none."""
+    if not by_contrast or not by_contrast.get("groups"):
+        return
+    container.markdown("#### By MRI contrast")
+    container.caption("The same test slices, split by the contrast they were made with; one threshold serves all "
+                      "of them. 95% Wilson intervals.")
+    rows = []
+    for i, group in enumerate(by_contrast["groups"]):
+        row = {"Contrast": group}
+        for measure, values in by_contrast["measures"].items():
+            value = values[i]
+            row[measure.capitalize()] = percent(value["rate"])
+            row[f"{measure} 95% interval"] = interval(*(value["rate_ci"] or (None, None)))
+            row[f"{measure} slices"] = value["n"]
+        rows.append(row)
+    container.dataframe(rows, hide_index=True, width="stretch", key=key)
+
+
 def batch_table(rows, key: str, container=st) -> None:
     """A batch's rows (see :class:`brainml.report.BatchRow`) as a table; empty cells stay empty, and the slice
     column shows only when the batch holds a volume."""

@@ -252,6 +252,25 @@ def test_model_card_shows_recall_by_lesion_size_when_the_card_has_it(open_page, 
     assert list(table["95% interval"])[0] == "35.0% – 65.0%"
 
 
+def test_model_card_shows_the_metrics_per_mri_contrast_when_the_card_has_them(open_page, tmp_path):
+    card = json.loads((ROOT / "models" / "detector.json").read_text())
+    rows = lambda *values: [{"group": group, "n": n, "rate": rate, "rate_ci": ci}  # noqa: E731
+                            for group, (n, rate, ci) in zip(("T1", "T2"), values)]
+    by_contrast = {"groups": ["T1", "T2"],
+                   "measures": {"recall": rows((30, 0.9, [0.8, 0.95]), (20, 1.0, [0.85, 1.0])),
+                                "specificity": rows((10, 0.5, [0.2, 0.8]), (0, None, None))}}
+    path = card_copy(tmp_path, "detector", "contrast_detector", metrics={**card["metrics"], "by_contrast": by_contrast})
+    at = open_page("model_card")
+    at.selectbox(key="sidebar_detector").set_value(OTHER_PATH).run()
+    at.text_input(key="sidebar_detector_path").set_value(str(path)).run()
+    assert problems(at) == []
+    table = next(frame.value for frame in at.dataframe if "Contrast" in frame.value.columns)
+    assert list(table["Contrast"]) == ["T1", "T2"]
+    assert list(table["Recall"]) == ["90.0%", "100.0%"] and list(table["Specificity"]) == ["50.0%", "n/a"]
+    assert list(table["specificity slices"]) == [10, 0]
+    assert list(table["recall 95% interval"])[0] == "95% CI 80.0% – 95.0%"
+
+
 def test_model_card_offers_to_measure_the_localisation_when_the_card_has_none(open_page, tmp_path):
     path = card_copy(tmp_path, "detector", "unmeasured_detector", localisation={})
     at = open_page("model_card")
