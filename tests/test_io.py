@@ -8,7 +8,6 @@ import io
 import os
 import struct
 import tempfile
-import time
 import zipfile
 import zlib
 
@@ -250,17 +249,6 @@ def test_reads_path_and_file_object(tmp_path):
     np.testing.assert_array_equal(from_path.image, from_object.image)
 
 
-def test_reading_a_512_png_takes_a_few_milliseconds():
-    data = encode(Image.fromarray(phantom(512)), "PNG")
-    read_scan(data)
-    timings = []
-    for _ in range(5):
-        start = time.perf_counter()
-        read_scan(data)
-        timings.append(time.perf_counter() - start)
-    assert sorted(timings)[2] < 0.03
-
-
 def test_empty_file():
     with pytest.raises(ScanError, match="The file is empty"):
         read_scan(b"", name="scan.png")
@@ -307,10 +295,9 @@ def test_damaged_png_with_complete_ending():
 
 def test_image_over_max_pixels_is_refused_from_its_header():
     assert 10_000 * 6_000 > MAX_PIXELS
-    start = time.perf_counter()
+    # The file is a header and nothing else: the message can only come from the header, before any decoding.
     with pytest.raises(ScanError, match=r"The image is 10000x6000 pixels \(60 megapixels\)"):
         read_scan(png_header_only(10_000, 6_000))
-    assert time.perf_counter() - start < 0.5
 
 
 def test_pillow_decompression_bomb_becomes_scan_error():
