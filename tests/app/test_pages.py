@@ -25,6 +25,12 @@ def card_copy(folder: Path, source: str, stem: str, **changes) -> Path:
     return target
 
 
+def choose_detector(at, path) -> None:
+    """Pick a detector the sidebar does not list, by typing its card's path."""
+    at.selectbox(key="sidebar_detector").set_value(OTHER_PATH).run()
+    at.text_input(key="sidebar_detector_path").set_value(str(path)).run()
+
+
 def captions(at) -> str:
     return "\n".join(element.value for element in at.caption)
 
@@ -215,8 +221,7 @@ def test_model_card_says_when_the_detector_is_read_off_the_classifier(open_page,
     card = json.loads((ROOT / "models" / "detector.json").read_text())
     path = card_copy(tmp_path, "detector", "derived_detector", provenance={**card["provenance"], "derived_from": derived})
     at = open_page("model_card")
-    at.selectbox(key="sidebar_detector").set_value(OTHER_PATH).run()
-    at.text_input(key="sidebar_detector_path").set_value(str(path)).run()
+    choose_detector(at, path)
     assert problems(at) == []
     assert ("**Read off the type classifier** `classifier`: P(tumor) = 1 - P(notumor), with no training of its own"
             in markdown_text(at))
@@ -228,8 +233,7 @@ def test_model_card_shows_the_localisation_stored_in_the_card_and_where_it_was_m
     path = card_copy(tmp_path, "detector", "measured_detector",
                      localisation={"data": "Testing split of data/synth", "per_class": 4, "table": table})
     at = open_page("model_card")
-    at.selectbox(key="sidebar_detector").set_value(OTHER_PATH).run()
-    at.text_input(key="sidebar_detector_path").set_value(str(path)).run()
+    choose_detector(at, path)
     assert problems(at) == []
     assert "Measured on **Testing split of data/synth**, at most 4 tumor slices per class" in markdown_text(at)
     rows = next(frame.value for frame in at.dataframe if "pointing_game" in frame.value.columns)
@@ -244,8 +248,7 @@ def test_model_card_shows_recall_by_lesion_size_when_the_card_has_it(open_page, 
     by_size = {"measure": "recall", "size": "lesion diameter as a share of the image side", "bins": bins}
     path = card_copy(tmp_path, "detector", "sized_detector", metrics={**card["metrics"], "by_lesion_size": by_size})
     at = open_page("model_card")
-    at.selectbox(key="sidebar_detector").set_value(OTHER_PATH).run()
-    at.text_input(key="sidebar_detector_path").set_value(str(path)).run()
+    choose_detector(at, path)
     assert problems(at) == []
     table = next(frame.value for frame in at.dataframe if "Lesion diameter" in frame.value.columns)
     assert list(table["Recall"]) == ["50.0%", "n/a"] and list(table["Slices"]) == [40, 0]
@@ -261,8 +264,7 @@ def test_model_card_shows_the_metrics_per_mri_contrast_when_the_card_has_them(op
                                 "specificity": rows((10, 0.5, [0.2, 0.8]), (0, None, None))}}
     path = card_copy(tmp_path, "detector", "contrast_detector", metrics={**card["metrics"], "by_contrast": by_contrast})
     at = open_page("model_card")
-    at.selectbox(key="sidebar_detector").set_value(OTHER_PATH).run()
-    at.text_input(key="sidebar_detector_path").set_value(str(path)).run()
+    choose_detector(at, path)
     assert problems(at) == []
     table = next(frame.value for frame in at.dataframe if "Contrast" in frame.value.columns)
     assert list(table["Contrast"]) == ["T1", "T2"]
@@ -274,8 +276,7 @@ def test_model_card_shows_the_metrics_per_mri_contrast_when_the_card_has_them(op
 def test_model_card_offers_to_measure_the_localisation_when_the_card_has_none(open_page, tmp_path):
     path = card_copy(tmp_path, "detector", "unmeasured_detector", localisation={})
     at = open_page("model_card")
-    at.selectbox(key="sidebar_detector").set_value(OTHER_PATH).run()
-    at.text_input(key="sidebar_detector_path").set_value(str(path)).run()
+    choose_detector(at, path)
     assert problems(at) == []
     assert "The card holds no localisation scores" in markdown_text(at)
     assert at.toggle(key="card_localisation_run").value is False
@@ -374,8 +375,7 @@ def test_detect_warns_that_slow_heatmap_methods_are_slow_on_a_large_model(open_p
     path = card_copy(tmp_path, "detector", "big_detector", architecture="vgg16")
     at = open_page("detect")
     assert "is a large model" not in captions(at)
-    at.selectbox(key="sidebar_detector").set_value(OTHER_PATH).run()
-    at.text_input(key="sidebar_detector_path").set_value(str(path)).run()
+    choose_detector(at, path)
     assert problems(at) == []
     assert "detector is a large model: SmoothGrad and Faster Score-CAM take tens of seconds" in captions(at)
 
@@ -397,8 +397,7 @@ def test_lab_compares_the_true_tumor_with_the_heatmap(open_page):
 
 def test_a_typed_model_path_that_does_not_exist_falls_back_with_a_message(open_page):
     at = open_page("detect")
-    at.selectbox(key="sidebar_detector").set_value(OTHER_PATH).run()
-    at.text_input(key="sidebar_detector_path").set_value("models/nowhere.json").run()
+    choose_detector(at, "models/nowhere.json")
     assert problems(at) == []
     assert any("No model card at models/nowhere.json" in element.value for element in at.sidebar.error)
     assert verdict_of(at) in VERDICTS
@@ -412,8 +411,7 @@ def test_the_explorer_explains_how_to_add_held_out_predictions_to_a_card_without
     shutil.copy(source.with_suffix(".keras"), tmp_path / "bare_detector.keras")
 
     at = open_page("explorer")
-    at.selectbox(key="sidebar_detector").set_value(OTHER_PATH).run()
-    at.text_input(key="sidebar_detector_path").set_value(str(tmp_path / "bare_detector.json")).run()
+    choose_detector(at, tmp_path / "bare_detector.json")
     assert problems(at) == []
     message = " ".join(element.value for element in at.info)
     assert "holds no held-out predictions" in message
