@@ -151,7 +151,7 @@ def lesion_size_table(by_size: dict | None, key: str, container=st) -> None:
                       "intervals.")
     container.dataframe(
         [{"Lesion diameter": row["bin"], "Slices": row["n"], measure.capitalize(): percent(row["rate"]),
-          "95% interval": "n/a" if not row["rate_ci"] else f"{percent(row['rate_ci'][0])} – {percent(row['rate_ci'][1])}"}
+          "95% interval": percent_range(row["rate_ci"])}
          for row in by_size["bins"]],
         hide_index=True, width="stretch", key=key,
     )
@@ -171,7 +171,7 @@ def contrast_table(by_contrast: dict | None, key: str, container=st) -> None:
         for measure, values in by_contrast["measures"].items():
             value = values[i]
             row[measure.capitalize()] = percent(value["rate"])
-            row[f"{measure} 95% interval"] = interval(*(value["rate_ci"] or (None, None)))
+            row[f"{measure} 95% interval"] = percent_range(value["rate_ci"])
             row[f"{measure} slices"] = value["n"]
         rows.append(row)
     container.dataframe(rows, hide_index=True, width="stretch", key=key)
@@ -203,6 +203,11 @@ def batch_table(rows, key: str, container=st) -> None:
 def percent(value: float | None) -> str:
     """A proportion as people read it: "97.9%", or "n/a" where it is undefined."""
     return "n/a" if value is None or math.isnan(value) else f"{value:.1%}"
+
+
+def percent_range(bounds) -> str:
+    """An interval's two ends in percent, e.g. "93.1% – 99.2%", or "n/a" where there is none."""
+    return "n/a" if not bounds else f"{percent(bounds[0])} – {percent(bounds[1])}"
 
 
 def interval(low: float | None, high: float | None) -> str:

@@ -270,7 +270,8 @@ def test_model_card_shows_the_metrics_per_mri_contrast_when_the_card_has_them(op
     assert list(table["Contrast"]) == ["T1", "T2"]
     assert list(table["Recall"]) == ["90.0%", "100.0%"] and list(table["Specificity"]) == ["50.0%", "n/a"]
     assert list(table["specificity slices"]) == [10, 0]
-    assert list(table["recall 95% interval"])[0] == "95% CI 80.0% – 95.0%"
+    assert list(table["recall 95% interval"]) == ["80.0% – 95.0%", "85.0% – 100.0%"]
+    assert list(table["specificity 95% interval"])[1] == "n/a"
 
 
 def test_model_card_offers_to_measure_the_localisation_when_the_card_has_none(open_page, tmp_path):
