@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,61 @@ SYNTHETIC_NOTICE = (
     "Trained on BrainML's synthetic MRI slices only: a demonstration of the method, not a diagnosis. "
     "It has never been validated on patients."
 )
+
+
+# How a type classifier's output reads as a detector's: the tumor classes' share of the probability.
+VIEW_RULE = "P(tumor) = 1 - P(notumor)"
+# What the ONNX import wrote before the card had one shape for a view: "NAME: P(tumor) = 1 - P(notumor), computed as
+# ...". Read so that those cards keep running as one network.
+_VIEW_SENTENCE = re.compile(
+    r"(?P<classifier>[\w.-]+)\s*:\s*P\(tumor\)\s*=\s*1\s*-\s*P\(notumor\)"
+    r"(?:\s*,\s*computed as\s+(?P<computed_as>.+?))?\s*"
+)
+
+
+@dataclass(frozen=True)
+class DetectorView:
+    """A detector that is a type classifier read as P(tumor) = 1 - P(notumor): the classifier's own layers and
+    weights, no training of its own (``train --from-classifier`` and the ONNX import make such detectors).
+
+    Kept in the detector's card as ``provenance["derived_from"]``; the cascade then runs the classifier once for
+    both the verdict and the type (:func:`brainml.predict.is_view_of`). A detector whose card holds none is a network
+    of its own, and the cascade runs both.
+
+    Attributes:
+        classifier: the classifier card's ``name``.
+        rule: how the classifier's output is read; the cascade knows only :data:`VIEW_RULE`.
+        computed_as: how the detector's graph computes the rule, where that is worth telling.
+        seconds: how long reading the classifier took (``train --from-classifier``).
+    """
+
+    classifier: str
+    rule: str = VIEW_RULE
+    computed_as: str | None = None
+    seconds: float | None = None
+
+    def to_dict(self) -> dict:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def read(cls, derived_from) -> "DetectorView | None":
+        """The view a card's ``derived_from`` describes, or None when it describes none.
+
+        Takes the dict :meth:`to_dict` writes and the sentence earlier imports wrote; anything else (another
+        sentence, a dict that names no classifier, another rule) is "not a view", never an error.
+        """
+        if isinstance(derived_from, str):
+            sentence = _VIEW_SENTENCE.fullmatch(derived_from.strip())
+            return cls(sentence["classifier"], computed_as=sentence["computed_as"]) if sentence else None
+        if not isinstance(derived_from, dict):
+            return None
+        classifier, rule = derived_from.get("classifier"), derived_from.get("rule", VIEW_RULE)
+        if not isinstance(classifier, str) or not classifier or rule != VIEW_RULE:
+            return None
+        computed_as, seconds = derived_from.get("computed_as"), derived_from.get("seconds")
+        return cls(classifier, rule,
+                   computed_as if isinstance(computed_as, str) else None,
+                   float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None)
 
 
 class BundleError(ValueError):
@@ -49,6 +105,11 @@ class ModelCard:
     history: dict = field(default_factory=dict)
     # {"data": where it was measured, "per_class": N, "table": {method: {class: {pointing_game, energy_in_mask, n}}}}
     localisation: dict = field(default_factory=dict)
+    # {"temperature": T, "test_before": {...}, "test_after": {...}}: T is already baked into the network's logits.
+    calibration: dict = field(default_factory=dict)
+    # {"file": "NAME.guard.npz", "acceptance": ..., "measured": {...}}: the out-of-distribution guard fitted on this
+    # model's features (see brainml.guard); empty when the model has none.
+    guard: dict = field(default_factory=dict)
     trained_on_synthetic: bool = True
     notice: str = SYNTHETIC_NOTICE
     intended_use: str = "Research and teaching: exploring how a CNN finds tumors in 2D MRI slices. Not for diagnosis."
@@ -64,6 +125,23 @@ class ModelCard:
     def learned_from(self) -> str:
         """What the model learned from, as people read it: "synthetic MRI slices" or "real MRI data"."""
         return "synthetic MRI slices" if self.trained_on_synthetic else "real MRI data"
+
+    @property
+    def detector_view(self) -> DetectorView | None:
+        """For a detector read off a type classifier, which one and how (see :class:`DetectorView`); else None."""
+        if self.task != "detect" or not isinstance(self.provenance, dict):
+            return None
+        return DetectorView.read(self.provenance.get("derived_from"))
+
+    def viewed_as_detector(self, **details) -> DetectorView:
+        """This type classifier read as a detector, for the ``derived_from`` entry of that detector's card.
+
+        Raises:
+            ValueError: this card is not a type classifier with a ``notumor`` class.
+        """
+        if self.task != "classify" or "notumor" not in self.class_names:
+            raise ValueError(f"{self.name} is not a type classifier with a 'notumor' class; no detector reads it.")
+        return DetectorView(self.name, **details)
 
     @property
     def has_held_out(self) -> bool:

