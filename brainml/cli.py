@@ -69,6 +69,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start from this bundle's weights (same task, architecture, --data and --seed); --size may differ")
     train.add_argument("--no-augment", dest="augment", action="store_false",
                        help="no random flips, rotations, zooms or contrast changes of training images")
+    train.add_argument("--augmentation", choices=("standard", "strong"), default="standard",
+                       help="strong: wider rotations, zooms and shifts, brightness and noise (for real scans)")
+    train.add_argument("--split", choices=("groups", "official"), default="groups",
+                       help="groups (default): the whole set split by patient or near-duplicate cluster; official: the "
+                            "data set's own Testing/ split, as published")
+    train.add_argument("--test-split", type=float, default=0.15, help="share of images held out for test (--split groups)")
+    train.add_argument("--keep-leaks", dest="remove_leaks", action="store_false",
+                       help="keep training images that nearly duplicate a held-out one (to reproduce a published split)")
+    train.add_argument("--data-name", default=None, help="the data set's name as people cite it (stored in the card)")
+    train.add_argument("--data-licence", default=None, help="the data set's licence (stored in the card)")
     train.add_argument("--max-images", type=int, default=None, help="cap on images per split (quick trials)")
     train.add_argument("--distribute", choices=("mirrored", "multiworker"), default=None,
                        help="train inside a tf.distribute strategy (several GPUs, or several hosts via TF_CONFIG)")
@@ -77,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="metrics of a bundle on labelled data (held-out split)")
     evaluate.add_argument("--model", required=True, help="model card, e.g. models/detector.json")
     evaluate.add_argument("--data", required=True, help="data set folder")
-    evaluate.add_argument("--split", default="Testing", help="Testing (default), Training, or all")
+    evaluate.add_argument("--split", default="Testing",
+                          help="Testing (default), Training, all, or held-out: the test part of the split the model "
+                               "was trained with (group-disjoint for models trained with --split groups)")
     evaluate.add_argument("--update-card", action="store_true", help="store the labels and scores in the card for the threshold explorer")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(handler=_evaluate)
@@ -89,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--classifier", default=str(DEFAULT_MODELS / "classifier.json"), help="'none' for detector only")
     predict.add_argument("--slice", type=int, default=None, help="slice of a volume to read (default: the one with most brain)")
     predict.add_argument("--json", action="store_true", help="one JSON object per input, one per line")
+    predict.add_argument("--no-guard", dest="guard", action="store_false",
+                         help="answer even for images unlike the brain MRI slices the models learned from")
     predict.set_defaults(handler=_predict)
 
     explain = commands.add_parser("explain", help="heatmap of a scan, or how well heatmaps find known lesions (--evaluate)")
@@ -98,8 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--target", default=None, help="class to explain (default: tumor, or the predicted class)")
     explain.add_argument("--out", default=".", help="folder for the overlay PNGs (default: current folder)")
     explain.add_argument("--evaluate", action="store_true", help="score every method against lesion masks in --data")
-    explain.add_argument("--data", help="data set made by `python -m brainml synth` (with masks)")
-    explain.add_argument("--split", default="Testing")
+    explain.add_argument("--data", help="data set with lesion masks (masks/<split>/<class>/ beside the image folders)")
+    explain.add_argument("--split", default="Testing",
+                         help="Testing (default), Training, held-out (the test part of the model's own split) or "
+                              "validation (its validation part: use it to choose, never the test part)")
     explain.add_argument("--per-class", type=int, default=100, help="tumor slices per class to score (default 100)")
     explain.add_argument("--methods", default=None, help="comma-separated methods for --evaluate (default: all)")
     explain.add_argument("--update-card", action="store_true", help="store the --evaluate table (or the chosen layer) in the card")
@@ -107,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
                          help="score LayerCAM on each candidate layer on --data (not the final test set) and report the best")
     explain.add_argument("--json", action="store_true")
     explain.set_defaults(handler=_explain)
+
+    calibrate = commands.add_parser("calibrate", help="temperature-scale a model on its own validation split")
+    calibrate.add_argument("--model", required=True, help="model card trained with a stored split, e.g. models/classifier.json")
+    calibrate.add_argument("--data", required=True, help="the data set it was trained on")
+    calibrate.set_defaults(handler=_calibrate)
+
+    guard = commands.add_parser("guard", help="fit and measure the out-of-distribution guard of a model")
+    guard.add_argument("--model", required=True, help="model card trained with a stored split, e.g. models/classifier.json")
+    guard.add_argument("--data", required=True, help="the data set it was trained on")
+    guard.add_argument("--acceptance", type=float, default=0.995,
+                       help="share of held-out (validation) brain slices the threshold accepts (default 0.995)")
+    guard.add_argument("--per-kind", type=int, default=8, help="non-brain images of each kind to measure on (default 8)")
+    guard.set_defaults(handler=_guard)
 
     bench = commands.add_parser("bench", help="measure speed and memory on this machine against BrainML's targets")
     bench.add_argument("--detector", default=str(DEFAULT_MODELS / "detector.json"))
@@ -155,6 +184,8 @@ def _train(args) -> int:
         recall_target=args.recall_target, threshold_rule=args.threshold_rule, size=args.size, patience=args.patience,
         max_images=args.max_images, distribute=args.distribute, augment=args.augment,
         from_classifier=args.from_classifier, init_from=args.init_from, schedule=args.schedule, time_limit_minutes=args.time_limit,
+        split=args.split, test_split=args.test_split, remove_leaks=args.remove_leaks, augmentation=args.augmentation,
+        data_name=args.data_name, data_licence=args.data_licence,
     )
     result = train(config, log=lambda line: print(line, flush=True))
     print(_summary(result.card.metrics))
@@ -164,9 +195,10 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     from .evaluate import evaluate_path
 
-    split = {"testing": "test", "test": "test", "training": "train", "train": "train", "all": "all"}.get(args.split.lower())
+    split = {"testing": "test", "test": "test", "training": "train", "train": "train", "all": "all",
+             "held-out": "held-out"}.get(args.split.lower())
     if split is None:
-        raise ValueError(f"Unknown --split {args.split!r}; use Testing, Training or all.")
+        raise ValueError(f"Unknown --split {args.split!r}; use held-out, Testing, Training or all.")
     evaluation = evaluate_path(args.model, args.data, split, update_card=args.update_card)
     if args.json:
         print(json.dumps(evaluation.report, allow_nan=False))
@@ -187,10 +219,13 @@ def _predict(args) -> int:
     cascade = Cascade.from_paths(args.detector, classifier)
     for file in args.files:
         record = {"file": file, "ok": False, "error": None, "tumor_probability": None, "tumor": None,
-                  "threshold": None, "type": None, "type_probabilities": None, "models": cascade.model_labels}
+                  "threshold": None, "type": None, "type_probabilities": None, "brain_mri": None, "ood_score": None,
+                  "note": None, "models": cascade.model_labels}
         try:
             scan = read_scan(file, name=os.path.basename(file), slice_index=args.slice)
-            diagnosis = cascade.run([scan.image], threshold=args.threshold)[0]
+            diagnosis = cascade.run([scan.image], threshold=args.threshold,
+                                    colour_saturations=[scan.metadata.get("colour_saturation", 0.0)],
+                                    guard=args.guard)[0]
             record.update(diagnosis.to_dict(), ok=True)
         except ScanError as error:
             record["error"] = str(error)
@@ -252,6 +287,21 @@ def _explain(args) -> int:
     return 0
 
 
+def _calibrate(args) -> int:
+    from .calibration import calibrate_bundle
+
+    calibrate_bundle(args.model, args.data, log=lambda line: print(line, flush=True))
+    return 0
+
+
+def _guard(args) -> int:
+    from .guard import fit_guard_for_bundle
+
+    fit_guard_for_bundle(args.model, args.data, args.acceptance, per_kind=args.per_kind,
+                         log=lambda line: print(line, flush=True))
+    return 0
+
+
 def _bench(args) -> int:
     from .bench import BenchConfig, format_report, run_bench, to_json
 
@@ -287,6 +337,8 @@ def _import(args) -> int:
 def _verdict_line(record: dict) -> str:
     if not record["ok"]:
         return f"{record['file']}: could not read: {record['error']}"
+    if record.get("brain_mri") is False and record["tumor"] is None:
+        return f"{record['file']}: no verdict: {record['note']}"
     verdict = "TUMOR" if record["tumor"] else "no tumor"
     kind = f", type {record['type']}" if record["type"] else ""
     return f"{record['file']}: {verdict} (P(tumor) {record['tumor_probability']:.3f} at threshold {record['threshold']:.3f}{kind})"
@@ -300,12 +352,12 @@ def _summary(report: dict) -> str:
             interval = f" (95% CI {low:.3f}-{high:.3f})" if low is not None and high is not None else ""
             value = report.get(name)
             lines.append(f"  {name:<12} {value:.4f}{interval}" if value is not None else f"  {name:<12} n/a")
-        return "\n".join(lines + _by_size_lines(report) + _by_contrast_lines(report))
+        return "\n".join(lines + _by_size_lines(report) + _by_category_lines(report))
     lines = [f"classifier on {report['n']} held-out images: accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}"]
     for name, values in report.get("per_class", {}).items():
         lines.append(f"  {name:<11} precision {values['precision'] or 0:.3f} recall {values['recall'] or 0:.3f} "
                      f"f1 {values['f1'] or 0:.3f} n={values['support']}")
-    return "\n".join(lines + _by_size_lines(report) + _by_contrast_lines(report))
+    return "\n".join(lines + _by_size_lines(report) + _by_category_lines(report))
 
 
 def _by_size_lines(report: dict) -> list[str]:
@@ -319,17 +371,23 @@ def _by_size_lines(report: dict) -> list[str]:
     return lines
 
 
-def _by_contrast_lines(report: dict) -> list[str]:
-    by_contrast = report.get("by_contrast")
-    if not by_contrast:
+def _by_category_lines(report: dict) -> list[str]:
+    lines = []
+    for key, title in (("by_contrast", "by MRI contrast:"), ("by_source", "by source:")):
+        lines += _category_lines(report.get(key), title)
+    return lines
+
+
+def _category_lines(by_category: dict | None, title: str) -> list[str]:
+    if not by_category:
         return []
-    lines = ["by MRI contrast:"]
-    for i, group in enumerate(by_contrast["groups"]):
+    lines = [title]
+    for i, group in enumerate(by_category["groups"]):
         cells = []
-        for measure, rows in by_contrast["measures"].items():
+        for measure, rows in by_category["measures"].items():
             row = rows[i]
             cells.append(f"{measure} n/a (n=0)" if row["rate"] is None else f"{measure} {row['rate']:.3f} (n={row['n']})")
-        lines.append(f"  {group:<6} " + ", ".join(cells))
+        lines.append(f"  {group:<9} " + ", ".join(cells))
     return lines
 
 

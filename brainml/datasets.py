@@ -187,22 +187,33 @@ class LoadedImages:
 
     inputs: np.ndarray  # (N, size, size, channels) float32
     hashes: np.ndarray  # (N, 18) uint8 perceptual hashes of the original slices
+    mirror_hashes: np.ndarray  # (N, 18) the same of the slices flipped left-right: public sets hold mirrored copies
     samples: list[Sample]
     failures: list[tuple[str, str]]
     masks: np.ndarray | None = None  # (N, size, size) float32 lesion masks on the input grid, when the set has them
+    masks_known: np.ndarray | None = None  # (N,) bool: False where a tumor slice's mask is unknown (its mask is zeros)
 
     def keep(self, indices: np.ndarray) -> None:
         """Keep only the rows at ``indices`` (e.g. after removing leaks)."""
-        self.inputs, self.hashes = self.inputs[indices], self.hashes[indices]
+        self.inputs, self.hashes, self.mirror_hashes = self.inputs[indices], self.hashes[indices], self.mirror_hashes[indices]
         self.samples = [self.samples[i] for i in indices]
         if self.masks is not None:
-            self.masks = self.masks[indices]
+            self.masks, self.masks_known = self.masks[indices], self.masks_known[indices]
 
 
 def mask_path(sample: Sample) -> Path:
-    """Where ``python -m brainml synth`` keeps a slice's lesion mask: ``masks/`` mirrors ``Training/``, ``Testing/``."""
+    """Where a slice's lesion mask would be: ``masks/`` beside ``Training/`` and ``Testing/`` mirrors them, the mask
+    named like the slice (``python -m brainml synth``) or with its stem and ``.png`` (a JPEG slice's mask)."""
     path = sample.path
-    return path.parents[2] / "masks" / path.parent.parent.name / path.parent.name / path.name
+    folder = path.parents[2] / "masks" / path.parent.parent.name / path.parent.name
+    same_name = folder / path.name
+    return same_name if same_name.is_file() else folder / f"{path.stem}.png"
+
+
+def mask_known(sample: Sample) -> bool:
+    """Whether the slice's lesion is known: a normal slice has none, a tumor slice needs its mask file. A tumor
+    slice without one has an unknown lesion, not an empty one, and must stay out of any mask loss."""
+    return sample.label == "notumor" or mask_path(sample).is_file()
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -215,7 +226,8 @@ def read_mask(path: Path) -> np.ndarray:
 
 
 def has_masks(samples: list[Sample]) -> bool:
-    return bool(samples) and all(mask_path(sample).is_file() for sample in samples[:20])
+    """Whether any tumor slice has a lesion mask (some real sets mask only part of their tumor slices)."""
+    return any(mask_path(sample).is_file() for sample in samples if sample.label != "notumor")
 
 
 def load_images(samples: list[Sample], spec: PrepSpec, workers: int = 4, with_masks: bool = False) -> LoadedImages:
@@ -232,40 +244,56 @@ def load_images(samples: list[Sample], spec: PrepSpec, workers: int = 4, with_ma
         if with_masks:
             source = mask_path(sample)
             mask = crop_like(read_mask(source), box, spec) if source.is_file() else np.zeros(spec.input_shape[:2])
-        return sample, tensor, perceptual_hash(scan.image), mask, None
+        hashes = (perceptual_hash(scan.image), perceptual_hash(np.ascontiguousarray(scan.image[:, ::-1])))
+        return sample, tensor, hashes, mask, None
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(load, samples))
     ok = [row for row in results if row[-1] is None]
     failures = [(str(row[0].path), row[-1]) for row in results if row[-1] is not None]
     inputs = np.stack([row[1] for row in ok]) if ok else np.zeros((0, *spec.input_shape), np.float32)
-    hashes = np.array([row[2] for row in ok], dtype=np.uint8).reshape(len(ok), -1)
-    masks = None
+    hashes = np.array([row[2][0] for row in ok], dtype=np.uint8).reshape(len(ok), -1)
+    mirror_hashes = np.array([row[2][1] for row in ok], dtype=np.uint8).reshape(len(ok), -1)
+    masks = known = None
     if with_masks:
         masks = np.stack([row[3] for row in ok]).astype(np.float32) if ok else np.zeros((0, *spec.input_shape[:2]), np.float32)
-    return LoadedImages(inputs, hashes, [row[0] for row in ok], failures, masks)
+        known = np.array([mask_known(row[0]) for row in ok], dtype=bool)
+    return LoadedImages(inputs, hashes, mirror_hashes, [row[0] for row in ok], failures, masks, known)
 
 
-def augmentation(seed: int):
+AUGMENTATIONS = ("standard", "strong")
+
+
+def augmentation(seed: int, strength: str = "standard"):
     """Augmentation as Keras layers, applied to the training split only (after splitting, so no copy of a
-    validation or test image ever reaches training)."""
+    validation or test image ever reaches training).
+
+    "strong" is for real scans from many scanners: wider rotations, zooms and shifts (patients lie differently,
+    fields of view differ) and brightness and noise (protocols and coils differ). Masks ride along as an extra
+    channel, so the intensity changes touch them too; a change of at most 0.3 never moves them across the 0.5 that
+    ``tf_dataset`` thresholds them at.
+    """
     import keras
 
-    return keras.Sequential(
-        [
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(0.05, fill_mode="constant", seed=seed + 1),
-            keras.layers.RandomZoom((-0.1, 0.1), fill_mode="constant", seed=seed + 2),
-            keras.layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=seed + 3),
-            keras.layers.RandomContrast(0.2, seed=seed + 4),
-        ],
-        name="augmentation",
-    )
+    wide = strength == "strong"
+    if strength not in AUGMENTATIONS:
+        raise ValueError(f"Unknown augmentation {strength!r}; use one of {', '.join(AUGMENTATIONS)}.")
+    layers = [
+        keras.layers.RandomFlip("horizontal", seed=seed),
+        keras.layers.RandomRotation(0.08 if wide else 0.05, fill_mode="constant", seed=seed + 1),
+        keras.layers.RandomZoom((-0.15, 0.15) if wide else (-0.1, 0.1), fill_mode="constant", seed=seed + 2),
+        keras.layers.RandomTranslation(0.08 if wide else 0.05, 0.08 if wide else 0.05, fill_mode="constant", seed=seed + 3),
+        keras.layers.RandomContrast(0.3 if wide else 0.2, seed=seed + 4),
+    ]
+    if wide:
+        layers += [keras.layers.RandomBrightness(0.1, value_range=(0, 1), seed=seed + 5),
+                   keras.layers.GaussianNoise(0.02, seed=seed + 6)]
+    return keras.Sequential(layers, name="augmentation")
 
 
 def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, training: bool, seed: int = 0,
                weights: np.ndarray | None = None, masks: np.ndarray | None = None, mask_grid: int = 8,
-               augment: bool = True):
+               augment: bool = True, masks_known: np.ndarray | None = None, augmentation_strength: str = "standard"):
     """A ``tf.data`` pipeline: shuffled and augmented for training, plain and ordered otherwise.
 
     Args:
@@ -273,6 +301,8 @@ def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, trainin
         masks: (N, S, S) lesion masks; when given, the targets become ``{"probability": targets, "lesion_map":
             (N, mask_grid, mask_grid, 1)}`` where a cell is 1 if any lesion pixel lies in it. The masks ride along
             as an extra channel through the same spatial augmentation as the images, so they stay aligned.
+        masks_known: (N,) bool, False where a tumor slice's mask is unknown: its lesion-map loss weighs nothing
+            (an unknown lesion is not an empty one). None: every mask is known.
     """
     import tensorflow as tf
 
@@ -282,16 +312,17 @@ def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, trainin
     else:
         # Masks travel as bytes and join the images as an extra channel only per batch: a float copy of every
         # image with its mask stacked on would double the memory of a 192 px training set (about 7 GB).
-        dataset = tf.data.Dataset.from_tensor_slices(((inputs, (masks > 0.5).astype(np.uint8)), targets, weights))
+        known = np.ones(len(inputs), np.float32) if masks_known is None else masks_known.astype(np.float32)
+        dataset = tf.data.Dataset.from_tensor_slices(((inputs, (masks > 0.5).astype(np.uint8), known), targets, weights))
     if training:
         dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
-    augment = augmentation(seed) if training and augment else None
+    augment = augmentation(seed, augmentation_strength) if training and augment else None
     channels = inputs.shape[-1]
 
     def arrange(x, y, w):
         if masks is not None:
-            x = tf.concat([x[0], tf.cast(x[1][..., None], x[0].dtype)], axis=-1)
+            x, known = tf.concat([x[0], tf.cast(x[1][..., None], x[0].dtype)], axis=-1), x[2]
         if augment is not None:
             x = augment(x, training=True)
         if masks is None:
@@ -300,7 +331,8 @@ def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, trainin
         pool = inputs.shape[1] // mask_grid
         cells = tf.cast(tf.nn.max_pool2d(mask, pool, pool, "VALID") > 0.5, tf.float32)
         # The lesion-map loss is per cell, so its weights are too (one per cell; class weights apply to the verdict).
-        return image, {"probability": y, "lesion_map": cells}, {"probability": w, "lesion_map": tf.ones_like(cells[..., 0])}
+        cell_weights = tf.ones_like(cells[..., 0]) * known[:, None, None]
+        return image, {"probability": y, "lesion_map": cells}, {"probability": w, "lesion_map": cell_weights}
 
     dataset = dataset.map(arrange, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
@@ -327,6 +359,8 @@ def lesion_diameters(root: str | os.PathLike, samples: list[Sample]) -> np.ndarr
     areas = _manifest_column(root, samples, "lesion_area_px")
     if areas is None:
         return None
+    if not any(areas):
+        return _mask_diameters(samples)
     generator = root / "GENERATOR.txt"
     side = 256.0
     if generator.is_file():
@@ -335,6 +369,28 @@ def lesion_diameters(root: str | os.PathLike, samples: list[Sample]) -> np.ndarr
                 side = float(line.split("=", 1)[1])
     wanted = np.array([float(area or 0) for area in areas])
     return np.where(wanted > 0, 2 * np.sqrt(wanted / np.pi) / side, np.nan)
+
+
+def _mask_diameters(samples: list[Sample]) -> np.ndarray | None:
+    """Lesion sizes from the mask files of a real set (as ``lesion_diameters``); NaN for normal slices and for
+    tumor slices whose mask is unknown. None when no slice has a mask."""
+    diameters = np.full(len(samples), np.nan)
+    for i, sample in enumerate(samples):
+        source = mask_path(sample)
+        if sample.label != "notumor" and source.is_file():
+            mask = read_mask(source) > 0.5
+            diameters[i] = 2 * np.sqrt(mask.sum() / np.pi) / mask.shape[0] if mask.any() else np.nan
+    return diameters if np.isfinite(diameters).any() else None
+
+
+def slice_sources(root: str | os.PathLike, samples: list[Sample]) -> np.ndarray | None:
+    """Each sample's source archive (e.g. "figshare", "br35h", "sartaj") from a merged set's ``manifest.csv``; None
+    when the folder has no manifest or names no sources. A model that learned which archive a slice came from,
+    rather than what a tumor looks like, shows it in a breakdown by source."""
+    sources = _manifest_column(Path(root), samples, "source")
+    if sources is None or not any(sources):
+        return None
+    return np.array([source or "unknown" for source in sources])
 
 
 def slice_contrasts(root: str | os.PathLike, samples: list[Sample]) -> np.ndarray | None:
@@ -355,31 +411,30 @@ class MaskedCase:
     label: str
 
 
-def masked_cases(root: str | os.PathLike, split: str = "Testing", per_class: int | None = None) -> list[MaskedCase]:
-    """Tumor slices and their masks from a data set written by ``python -m brainml synth`` (first ``per_class`` of
-    each class in manifest order).
+def masked_cases(root: str | os.PathLike, split: str = "Testing", per_class: int | None = None,
+                 samples: list[Sample] | None = None) -> list[MaskedCase]:
+    """Tumor slices that have a lesion mask (``masks/`` beside the split folders, as ``mask_path`` finds them): the
+    first ``per_class`` of each class, from ``samples`` when given, else from the data set's own ``split``.
 
     Raises:
-        DatasetError: the folder has no manifest with masks (real data sets have none).
+        DatasetError: none of the chosen tumor slices has a mask.
     """
-    import csv
-
-    root = Path(root)
-    manifest = root / "manifest.csv"
-    if not manifest.is_file():
-        raise DatasetError(f"{root} has no manifest.csv with lesion masks; localisation needs a data set made by "
-                           "`python -m brainml synth`.")
+    wanted = {"testing": "test", "test": "test", "training": "train", "train": "train"}.get(split.lower(), split)
+    if samples is None:
+        samples = [sample for sample in discover(root).samples if sample.split == wanted]
     taken: Counter = Counter()
     cases = []
-    with open(manifest, newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["split"] != split or row["class"] == "notumor" or not row.get("mask"):
-                continue
-            if per_class is not None and taken[row["class"]] >= per_class:
-                continue
-            taken[row["class"]] += 1
-            image = read_scan(root / row["file"]).image
-            mask = read_mask(root / row["mask"]) > 0.5 if (root / row["mask"]).is_file() else None
-            if mask is not None and mask.any():
-                cases.append(MaskedCase(image, mask, row["class"]))
+    for sample in samples:
+        source = mask_path(sample)
+        if sample.label in ("notumor", "tumor") or not source.is_file():
+            continue
+        if per_class is not None and taken[sample.label] >= per_class:
+            continue
+        mask = read_mask(source) > 0.5
+        if mask.any():
+            taken[sample.label] += 1
+            cases.append(MaskedCase(read_scan(sample.path).image, mask, sample.label))
+    if not cases:
+        raise DatasetError(f"No tumor slices with lesion masks among the chosen images of {root}; localisation needs "
+                           "masks in masks/<split>/<class>/ beside the image folders.")
     return cases

@@ -11,8 +11,11 @@ import numpy as np
 from . import metrics
 from .bundle import ModelBundle, load_bundle, write_card
 from .datasets import (DatasetError, discover, label_index, lesion_diameters, load_images, slice_contrasts,
-                       task_classes)
+                       slice_sources, task_classes)
 from .predict import model_scores
+
+# The split name that means "the test part of the split the model was trained with".
+HELD_OUT = "held-out"
 
 
 def held_out_report(task: str, labels: np.ndarray, scores: np.ndarray, class_names, threshold: float | None) -> dict:
@@ -38,7 +41,10 @@ def evaluate_bundle(bundle: ModelBundle, data: str | os.PathLike, split: str = "
     """
     card = bundle.card
     index = discover(data)
-    wanted = [sample for sample in index.samples if split == "all" or sample.split == split]
+    if split == HELD_OUT:
+        wanted = held_out_samples(card, index)
+    else:
+        wanted = [sample for sample in index.samples if split == "all" or sample.split == split]
     if not wanted:
         raise DatasetError(f"No images in the {split!r} split of {data}; found splits {sorted(index.counts())}. "
                            "Use --split all to score every image.")
@@ -54,13 +60,42 @@ def evaluate_bundle(bundle: ModelBundle, data: str | os.PathLike, split: str = "
     diameters = lesion_diameters(data, loaded.samples)
     if diameters is not None:
         report["by_lesion_size"] = by_lesion_size(card, labels, scores, diameters)
-    contrasts = slice_contrasts(data, loaded.samples)
-    if contrasts is not None:
-        report["by_contrast"] = by_contrast(card, labels, scores, contrasts)
+    for key, categories in (("by_contrast", slice_contrasts(data, loaded.samples)),
+                            ("by_source", slice_sources(data, loaded.samples))):
+        if categories is not None:
+            report[key] = by_category(card, labels, scores, categories)
     report["data"] = str(data)
     report["split"] = split
     report["unreadable_files"] = len(loaded.failures)
     return Evaluation(report, labels, scores, loaded.failures, split)
+
+
+def held_out_samples(card, index) -> list:
+    """The test part of the split ``card``'s model was trained with."""
+    return card_splits(card, index)["test"]
+
+
+def card_splits(card, index) -> dict[str, list]:
+    """Train, validation and test samples of the split ``card``'s model was trained with, rebuilt from its stored
+    plan (same data set, seed and shares give the same groups on each side)."""
+    from .splits import SplitPlan, split_samples
+
+    plan = card.provenance.get("split")
+    if not plan:
+        raise DatasetError(f"{card.name}'s card stores no split plan (it predates group-aware splits); evaluate it "
+                           "with --split Testing or --split all.")
+    fields = {key: plan[key] for key in ("mode", "seed", "val_fraction", "test_fraction")}
+    return split_samples(index, SplitPlan(**fields))[0]
+
+
+def _card_split_samples(card, data, split: str) -> list | None:
+    """For ``split`` "held-out" or "validation": that part of the card's own split; None for a data set's own split
+    folder ("Testing", "Training")."""
+    if split == HELD_OUT:
+        return held_out_samples(card, discover(data))
+    if split == "validation":
+        return card_splits(card, discover(data))["validation"]
+    return None
 
 
 def by_lesion_size(card, labels: np.ndarray, scores: np.ndarray, diameters: np.ndarray) -> dict:
@@ -75,17 +110,18 @@ def by_lesion_size(card, labels: np.ndarray, scores: np.ndarray, diameters: np.n
             "bins": metrics.rate_by_lesion_size(hits, diameters[lesion])}
 
 
-def by_contrast(card, labels: np.ndarray, scores: np.ndarray, contrasts: np.ndarray) -> dict:
-    """Per MRI contrast: the detector's recall on tumor slices and specificity on normal ones at its threshold,
-    or the classifier's accuracy. A model can be sure on T1c and hedge on T2, and one threshold serves both."""
-    order = sorted(set(contrasts.tolist()))
+def by_category(card, labels: np.ndarray, scores: np.ndarray, categories: np.ndarray) -> dict:
+    """Per category (MRI contrast, source archive): the detector's recall on tumor slices and specificity on normal
+    ones at its threshold, or the classifier's accuracy. A model can be sure on T1c and hedge on T2, and one
+    threshold serves both."""
+    order = sorted(set(categories.tolist()))
     if card.task == "detect":
         flagged = scores >= card.threshold
         tumor = labels == 1
-        measures = {"recall": metrics.rate_by_group(flagged[tumor], contrasts[tumor], order),
-                    "specificity": metrics.rate_by_group(~flagged[~tumor], contrasts[~tumor], order)}
+        measures = {"recall": metrics.rate_by_group(flagged[tumor], categories[tumor], order),
+                    "specificity": metrics.rate_by_group(~flagged[~tumor], categories[~tumor], order)}
     else:
-        measures = {"accuracy": metrics.rate_by_group(scores.argmax(axis=1) == labels, contrasts, order)}
+        measures = {"accuracy": metrics.rate_by_group(scores.argmax(axis=1) == labels, categories, order)}
     return {"groups": order, "measures": measures}
 
 
@@ -112,9 +148,7 @@ def localisation_report(card_path, data, methods=None, split: str = "Testing", p
     from .explain import METHODS, localisation_table
 
     bundle = load_bundle(card_path)
-    cases = masked_cases(data, split, per_class)
-    if not cases:
-        raise DatasetError(f"No tumor slices with masks in the {split} split of {data}.")
+    cases = masked_cases(data, split, per_class, _card_split_samples(bundle.card, data, split))
     table = localisation_table(bundle, cases, tuple(methods or METHODS))
     if update_card:
         bundle.card.localisation = {"data": f"{split} split of {data}", "per_class": per_class, "table": table}
@@ -130,9 +164,7 @@ def layercam_layer_report(card_path, data, split: str = "Testing", per_class: in
     from .explain import choose_layercam_layer
 
     bundle = load_bundle(card_path)
-    cases = masked_cases(data, split, per_class)
-    if not cases:
-        raise DatasetError(f"No tumor slices with masks in the {split} split of {data}.")
+    cases = masked_cases(data, split, per_class, _card_split_samples(bundle.card, data, split))
     best, scores = choose_layercam_layer(bundle, cases)
     if update_card:
         bundle.card.layercam_layer = best

@@ -1,13 +1,16 @@
-"""Built-in example scans: a few synthetic slices, made on demand from fixed seeds, so nobody needs a file to start.
+"""Built-in example scans, so nobody needs a file to start.
 
-Nothing is stored in the repository: each example is a recipe for :func:`brainml.synth.generate_case` (class,
-contrast, plane, lesion radius and seed), and the same recipe gives the same pixels on every machine. Every example
-comes with its ground-truth lesion mask, which the Lab uses to check where the model looked.
+- Synthetic slices, made on demand from fixed seeds: each is a recipe for :func:`brainml.synth.generate_case`
+  (class, contrast, plane, lesion radius and seed), and the same recipe gives the same pixels on every machine.
+  Each comes with its ground-truth lesion mask, which the Lab uses to check where the model looked.
+- Eight real MRI slices (two per class) from the default models' held-out test part, stored in
+  ``assets/examples/`` (sources and licences in ``assets/NOTICE.md``); the tumor slices carry expert masks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -103,3 +106,61 @@ def made_to_order(label: str, seed: int, contrast: str | None = None, plane: str
     return synth.generate_case(np.random.default_rng([EXAMPLE_SEED, 2_000_000 + int(seed)]), label,
                                synth.SynthConfig(size=size), contrast=contrast, plane=plane, radius_mm=radius_mm,
                                position=position)
+
+
+REAL_EXAMPLES_DIR = Path(__file__).resolve().parent / "assets" / "examples"
+
+
+@dataclass(frozen=True)
+class RealExample:
+    """A real MRI slice shipped with BrainML (see ``assets/NOTICE.md``).
+
+    Attributes:
+        key: e.g. "real-glioma-1"; the file is ``assets/examples/<key>.jpg``, its mask ``<key>-mask.png``.
+        title: what a person sees in a list of examples.
+        label: the true class, as the public data set labels it.
+        source: where the slice comes from, with its licence.
+    """
+
+    key: str
+    title: str
+    label: str
+    source: str
+
+    @property
+    def path(self) -> Path:
+        return REAL_EXAMPLES_DIR / f"{self.key}.jpg"
+
+    @property
+    def mask_path(self) -> Path | None:
+        mask = REAL_EXAMPLES_DIR / f"{self.key}-mask.png"
+        return mask if mask.is_file() else None
+
+    def read_bytes(self) -> bytes:
+        """The JPEG as a user would upload it."""
+        return self.path.read_bytes()
+
+
+_FIGSHARE = "figshare brain tumor dataset (Cheng et al. 2015), CC BY 4.0, via the Kaggle Brain Tumor MRI Dataset"
+REAL_EXAMPLES = (
+    RealExample("real-glioma-1", "Real · glioma (figshare)", "glioma", _FIGSHARE),
+    RealExample("real-glioma-2", "Real · glioma (figshare, 2)", "glioma", _FIGSHARE),
+    RealExample("real-meningioma-1", "Real · meningioma (figshare)", "meningioma", _FIGSHARE),
+    RealExample("real-meningioma-2", "Real · meningioma (figshare, 2)", "meningioma", _FIGSHARE),
+    RealExample("real-notumor-1", "Real · no tumor (SARTAJ)", "notumor", "SARTAJ, via the Kaggle Brain Tumor MRI Dataset (CC0 1.0)"),
+    RealExample("real-notumor-2", "Real · no tumor (Br35H)", "notumor", "Br35H, via the Kaggle Brain Tumor MRI Dataset (CC0 1.0)"),
+    RealExample("real-pituitary-1", "Real · pituitary tumor (figshare)", "pituitary", _FIGSHARE),
+    RealExample("real-pituitary-2", "Real · pituitary tumor (figshare, 2)", "pituitary", _FIGSHARE),
+)
+
+
+def find_real_example(key: str) -> RealExample:
+    """The real example called ``key``.
+
+    Raises:
+        KeyError: no such example; the message lists the ones there are.
+    """
+    for example in REAL_EXAMPLES:
+        if example.key == key:
+            return example
+    raise KeyError(f"There is no real example {key!r}; they are {', '.join(e.key for e in REAL_EXAMPLES)}.")

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .bundle import ModelBundle, load_bundle
+from .guard import GuardResult, OutOfDistributionGuard, guard_file, slice_features
 from .preprocess import CropBox, prepare_batch
 
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -48,16 +49,29 @@ class Diagnosis:
 
     ``type`` is set only when the verdict is tumor; ``type_probabilities`` are computed for every slice so the
     app can show them. ``crop_box`` maps heatmaps back onto the original slice (not part of the JSON).
+
+    When the out-of-distribution guard finds the slice unlike the brain MRI the models learned from,
+    ``brain_mri`` is False, ``tumor`` and ``type`` are None and ``note`` says why; ``models_answer`` still holds what
+    the models would have said, for a person who asks to see it (not part of the JSON). ``brain_mri`` and
+    ``ood_score`` are None when the models have no guard or it was turned off.
     """
 
     tumor_probability: float
     threshold: float
-    tumor: bool
+    tumor: bool | None
     type: str | None
     type_probabilities: dict[str, float]
     models: dict[str, str]
     note: str | None = None
+    brain_mri: bool | None = None
+    ood_score: float | None = None
     crop_box: CropBox | None = field(default=None, repr=False)
+    models_answer: "Diagnosis | None" = field(default=None, repr=False)
+
+    @property
+    def withheld(self) -> bool:
+        """The guard refused this slice: no verdict."""
+        return self.brain_mri is False and self.models_answer is not None
 
     def at(self, threshold: float) -> "Diagnosis":
         """The same slice's diagnosis at another threshold, without running a model again.
@@ -70,6 +84,8 @@ class Diagnosis:
             ValueError: this diagnosis was made at a higher threshold with a "no tumor" verdict, so its type is
                 unknown.
         """
+        if self.withheld:
+            return replace(self, threshold=float(threshold), models_answer=self.models_answer.at(threshold))
         tumor = self.tumor_probability >= threshold
         if tumor and not self.tumor and self.type_probabilities:
             raise ValueError("Diagnosis.at needs a diagnosis made at a threshold at or below the new one "
@@ -80,6 +96,7 @@ class Diagnosis:
     def to_dict(self) -> dict:
         values = asdict(self)
         values.pop("crop_box")
+        values.pop("models_answer")
         return values
 
 
@@ -117,27 +134,63 @@ class Cascade:
             labels["classifier"] = self.classifier.label
         return labels
 
-    def run(self, slices: list[np.ndarray], threshold: float | None = None) -> list[Diagnosis]:
-        """Diagnose each 2D slice (values in [0, 1]) at ``threshold`` (default: the detector card's)."""
+    @property
+    def guarded_bundle(self) -> ModelBundle | None:
+        """The bundle whose features the out-of-distribution guard was fitted on (the classifier's, else the
+        detector's), or None when neither has a guard."""
+        for bundle in (self.classifier, self.detector):
+            if bundle is not None and bundle.card.guard.get("file"):
+                return bundle
+        return None
+
+    def run(self, slices: list[np.ndarray], threshold: float | None = None,
+            colour_saturations: list[float] | None = None, guard: bool = True) -> list[Diagnosis]:
+        """Diagnose each 2D slice (values in [0, 1]) at ``threshold`` (default: the detector card's).
+
+        Args:
+            colour_saturations: per slice, the share of clearly coloured pixels in its source
+                (``Scan.metadata["colour_saturation"]``); MRI is grey. None: grey sources.
+            guard: check each slice against the out-of-distribution guard first (when the models have one).
+        """
         threshold = self.default_threshold if threshold is None else float(threshold)
         detector_inputs, boxes = prepare_batch(slices, self.detector.card.prep_spec)
-        type_probabilities = None
+        guarded = self.guarded_bundle if guard else None
+        outputs, checks = {}, [None] * len(slices)
+        for bundle in {id(b): b for b in self._bundles_to_run()}.values():
+            spec = bundle.card.prep_spec
+            inputs = detector_inputs if spec == self.detector.card.prep_spec else prepare_batch(slices, spec)[0]
+            if bundle is guarded:
+                outputs[bundle.card.task], features = slice_features(bundle.model, inputs, batch_size=32)
+                checks = load_guard(bundle).check(features, colour_saturations)
+            else:
+                outputs[bundle.card.task] = model_scores(bundle.model, inputs, batch_size=32)
+        type_probabilities = outputs.get("classify")
         if self._one_network:
-            type_probabilities = model_scores(self.classifier.model, detector_inputs, batch_size=32)
             tumor_probabilities = 1.0 - type_probabilities[:, self.classifier.card.class_names.index("notumor")]
         else:
-            tumor_probabilities = model_scores(self.detector.model, detector_inputs, batch_size=32)
-        if self.classifier is not None and not self._one_network:
-            spec = self.classifier.card.prep_spec
-            inputs = detector_inputs if spec == self.detector.card.prep_spec else prepare_batch(slices, spec)[0]
-            type_probabilities = model_scores(self.classifier.model, inputs, batch_size=32)
+            tumor_probabilities = outputs["detect"]
         return [
             self._diagnosis(float(tumor_probabilities[i]), None if type_probabilities is None else type_probabilities[i],
-                            threshold, boxes[i])
+                            threshold, boxes[i], checks[i])
             for i in range(len(slices))
         ]
 
-    def _diagnosis(self, tumor_probability, class_probabilities, threshold, box) -> Diagnosis:
+    def _bundles_to_run(self) -> list[ModelBundle]:
+        if self._one_network:
+            return [self.classifier]
+        return [self.detector] + ([self.classifier] if self.classifier is not None else [])
+
+    def _diagnosis(self, tumor_probability, class_probabilities, threshold, box, check: GuardResult | None = None) -> Diagnosis:
+        answer = self._models_answer(tumor_probability, class_probabilities, threshold, box)
+        if check is None:
+            return answer
+        if check.brain_mri:
+            return replace(answer, brain_mri=True, ood_score=check.ood_score)
+        return replace(answer, tumor=None, type=None, brain_mri=False, ood_score=check.ood_score,
+                       note=f"This does not look like a brain MRI slice; no verdict. {check.reason}",
+                       models_answer=replace(answer, brain_mri=False, ood_score=check.ood_score))
+
+    def _models_answer(self, tumor_probability, class_probabilities, threshold, box) -> Diagnosis:
         tumor = tumor_probability >= threshold
         probabilities, tumor_type, note = {}, None, None
         if class_probabilities is not None:
@@ -149,7 +202,8 @@ class Cascade:
                 if max(probabilities, key=probabilities.get) == "notumor":
                     note = ("The type classifier's most likely class is 'no tumor'; the type shown is the most likely "
                             "tumor type, and the two models disagree on this slice.")
-        return Diagnosis(tumor_probability, threshold, bool(tumor), tumor_type, probabilities, self.model_labels, note, box)
+        return Diagnosis(tumor_probability, threshold, bool(tumor), tumor_type, probabilities, self.model_labels, note,
+                         crop_box=box)
 
 
 def is_view_of(detector: ModelBundle, classifier: ModelBundle) -> bool:
@@ -167,3 +221,23 @@ def is_view_of(detector: ModelBundle, classifier: ModelBundle) -> bool:
     except (ValueError, IndexError):  # a layer the detector does not have
         return False
 
+
+_GUARDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def load_guard(bundle: ModelBundle) -> OutOfDistributionGuard:
+    """The guard stored beside ``bundle`` (``NAME.guard.npz``), read once per loaded bundle.
+
+    Raises:
+        BundleError: the card names a guard file that is missing.
+    """
+    from .bundle import BundleError
+
+    guard = _GUARDS.get(bundle.model)
+    if guard is None:
+        path = guard_file(bundle.card_path)
+        if not path.is_file():
+            raise BundleError(f"{bundle.card_path} names an out-of-distribution guard, but {path} is missing. Run "
+                              f"`python -m brainml guard --model {bundle.card_path} --data DIR` to fit it again.")
+        guard = _GUARDS[bundle.model] = OutOfDistributionGuard.load(path)
+    return guard

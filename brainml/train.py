@@ -24,7 +24,6 @@ from .datasets import (
     has_masks,
     load_images,
     near_duplicates,
-    stratified_split,
     task_classes,
     tf_dataset,
 )
@@ -32,6 +31,7 @@ from .evaluate import held_out_report
 from .models import TRANSFER, build_model, gradcam_layer, tumor_detector_view
 from .predict import model_scores
 from .preprocess import PrepSpec
+from .splits import SplitPlan, split_samples
 
 
 @dataclass
@@ -60,9 +60,19 @@ class TrainConfig:
     # Random flips, rotations, zooms and contrast on the training split; off, a network fits a few thousand images
     # by heart within ten epochs.
     augment: bool = True
+    augmentation: str = "standard"  # or "strong": wider geometry, brightness and noise, for real scans
     size: int = 128
     distribute: str | None = None  # None, "mirrored" or "multiworker"
     max_images: int | None = None  # cap per split, for quick trials and tests
+    # "groups": the whole set split by patient / near-duplicate cluster (honest); "official": the data set's own
+    # test split as published (to compare with published figures; leaks included when remove_leaks is off).
+    split: str = "groups"
+    # Drop training images that nearly duplicate (or mirror) a held-out image. Off only to reproduce a published
+    # split as it is.
+    remove_leaks: bool = True
+    # What the data set is and its licence, as people cite it (stored in the card; the path alone says little).
+    data_name: str | None = None
+    data_licence: str | None = None
     # Weight of the lesion-map loss when the data set ships lesion masks (synthetic sets do; 0 turns it off).
     mask_weight: float = 1.0
     synthetic: bool | None = None  # None: decided from the data folder's GENERATOR.txt
@@ -88,7 +98,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     classifier = _classifier_to_derive_from(config) if config.from_classifier else None
     start = _bundle_to_start_from(config) if config.init_from else None
 
-    # --- Data: the data set's own test split when it has one; validation carved from training, per class ---
+    # --- Data: split by group (patient or near-duplicate cluster), so no patient or copy is on two sides ---
     index = discover(config.data)
     classes = task_classes(index, config.task)
     if classifier:
@@ -97,15 +107,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
         spec = replace(start.card.prep_spec, size=config.size)
     else:
         spec = PrepSpec(size=config.size, channels=3 if config.arch in TRANSFER else 1)
-    pool = [s for s in index.samples if s.split == "train"]
-    test = [s for s in index.samples if s.split == "test"]
-    test_source = "the data set's own test split"
-    if not test:
-        keep, held = stratified_split(_strata(pool), config.test_split, config.seed + 1)
-        pool, test = [pool[i] for i in keep], [pool[i] for i in held]
-        test_source = f"{config.test_split:.0%} of the images, held out by BrainML (seed {config.seed + 1})"
-    keep, held = stratified_split(_strata(pool), config.val_split, config.seed)
-    splits = {"train": [pool[i] for i in keep], "validation": [pool[i] for i in held], "test": test}
+    plan = split_plan(config)
+    splits, split_facts = split_samples(index, plan)
+    test_source = plan.describe()
     if classifier:
         del splits["train"]  # a detector read off a classifier needs only the images that choose and test it
     if config.max_images:
@@ -118,7 +122,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
         loaded[name] = load_images(samples, spec, with_masks=use_masks and name in ("train", "validation"))
         for path, reason in loaded[name].failures[:5]:
             log(f"  skipped {path}: {reason}")
-    leaks = _remove_leaks(loaded, log)
+    log(f"split: {plan.describe()}; groups from {split_facts['groups_from']}")
+    leaks = _remove_leaks(loaded, log) if config.remove_leaks else {}
     for name in loaded:
         if len(loaded[name].samples) == 0:
             raise DatasetError(f"The {name} split is empty after reading {config.data}; it needs more images.")
@@ -159,9 +164,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
         held_out_labels=targets["test"].tolist(),
         held_out_scores=test_scores.tolist(),
         provenance={
-            "data": _describe_data(config.data, index),
+            "data": _describe_data(config, index),
             "splits": {name: len(images.samples) for name, images in loaded.items()},
             "test_source": test_source,
+            "split": {**asdict(plan), **split_facts},
             "leaks_removed": leaks,
             "config": asdict(config),
             "epochs_run": len(history.get("loss", [])),
@@ -169,8 +175,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
             "train_seconds": classifier.card.provenance.get("train_seconds") if classifier else round(time.time() - started, 1),
             "parameters": int(model.count_params()),
             "lesion_mask_supervision": use_masks or bool(classifier and classifier.card.provenance.get("lesion_mask_supervision")),
-            **({"derived_from": {"classifier": classifier.card.name, "rule": "P(tumor) = 1 - P(notumor)",
-                                 "seconds": round(time.time() - started, 1)}} if classifier else {}),
+            **({"derived_from": classifier.card.viewed_as_detector(seconds=round(time.time() - started, 1)).to_dict()}
+               if classifier else {}),
             **({"initialised_from": _starting_point(start)} if start else {}),
         },
         history={key: [round(float(v), 5) for v in values] for key, values in history.items()},
@@ -178,7 +184,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
         limitations=_limitations(synthetic),
     )
     if not synthetic:
-        card.notice = ("Trained on the user's own data set; BrainML has not validated it. A research tool, not a diagnosis.")
+        learned_from = classifier.card.provenance["splits"]["train"] if classifier else len(loaded["train"].samples)
+        card.notice = _real_data_notice(config, learned_from, split_facts.get("groups"))
     card_path = save_bundle(model, card, config.out)
     log(f"saved {card_path} and {card_path.with_suffix('.keras').name}")
     return TrainResult(card_path, card)
@@ -212,9 +219,11 @@ def _fit(config: TrainConfig, spec: PrepSpec, loaded, targets, classes, use_mask
     class_weight = len(targets["train"]) / (len(counts) * np.maximum(counts, 1))
     train_data = tf_dataset(loaded["train"].inputs, _target_array(targets["train"], n_outputs), batch_size, True,
                             config.seed, class_weight[targets["train"]], loaded["train"].masks, mask_grid or 8,
-                            augment=config.augment)
+                            augment=config.augment, masks_known=loaded["train"].masks_known,
+                            augmentation_strength=config.augmentation)
     val_data = tf_dataset(loaded["validation"].inputs, _target_array(targets["validation"], n_outputs), batch_size,
-                          False, masks=loaded["validation"].masks, mask_grid=mask_grid or 8)
+                          False, masks=loaded["validation"].masks, mask_grid=mask_grid or 8,
+                          masks_known=loaded["validation"].masks_known)
     # Stop on the verdict's own quality (validation AUC, or accuracy for a classifier), not on a loss that the
     # lesion-map head shares and that swings more from epoch to epoch.
     monitor = ("val_probability_" if use_masks else "val_") + ("auc" if n_outputs == 1 else "accuracy")
@@ -228,6 +237,11 @@ def _fit(config: TrainConfig, spec: PrepSpec, loaded, targets, classes, use_mask
     history = trainer.fit(train_data, validation_data=val_data, epochs=config.epochs, callbacks=callbacks,
                           verbose=0, shuffle=False)  # the pipeline already shuffles
     return model, history.history
+
+
+def split_plan(config: TrainConfig) -> SplitPlan:
+    """The split a training run uses, rebuilt by ``evaluate --split held-out`` from the card's config."""
+    return SplitPlan(mode=config.split, seed=config.seed, val_fraction=config.val_split, test_fraction=config.test_split)
 
 
 def _classifier_to_derive_from(config: TrainConfig) -> ModelBundle:
@@ -251,20 +265,29 @@ def _bundle_to_start_from(config: TrainConfig) -> ModelBundle:
     if start.card.task != config.task or start.card.architecture != config.arch:
         raise ValueError(f"{config.init_from} is a {start.card.architecture} {start.card.task} model; --init-from needs "
                          f"a {config.arch} {config.task} model.")
-    _check_same_held_out(start.card, config, config.init_from)
+    # Weights from another data set (synthetic pretraining for a real set) have never seen this set's held-out
+    # images; weights from this data set must have held out the same ones.
+    if _same_data(start.card.provenance.get("config", {}).get("data", ""), config.data):
+        _check_same_held_out(start.card, config, config.init_from)
     return start
+
+
+def _same_data(path_a: str, path_b: str) -> bool:
+    return Path(path_a).resolve() == Path(path_b).resolve()
 
 
 def _check_same_held_out(card: ModelCard, config: TrainConfig, card_path: str) -> None:
     """Raise unless ``card`` was trained with the same data, seed, validation share and cap as ``config``."""
     trained = card.provenance.get("config", {})
-    same = {"data": str(Path(trained.get("data", ""))) == str(Path(config.data)), "seed": trained.get("seed") == config.seed,
-            "val_split": trained.get("val_split") == config.val_split, "max_images": trained.get("max_images") == config.max_images}
+    same = {"data": _same_data(trained.get("data", ""), config.data), "seed": trained.get("seed") == config.seed,
+            "val_split": trained.get("val_split") == config.val_split, "max_images": trained.get("max_images") == config.max_images,
+            "split": trained.get("split", "official") == config.split}
     differing = [name for name, ok in same.items() if not ok]
     if differing:
         raise ValueError(f"{card_path} was trained with other {', '.join(differing)} than this run; this run's "
                          "validation images could then be its training images. Use its own: "
-                         f"--data {trained.get('data')} --seed {trained.get('seed')} --val-split {trained.get('val_split')}"
+                         f"--data {trained.get('data')} --seed {trained.get('seed')} --val-split {trained.get('val_split')} "
+                         f"--split {trained.get('split', 'official')}"
                          + (f" --max-images {trained['max_images']}" if trained.get("max_images") else "") + ".")
 
 
@@ -326,13 +349,6 @@ def _with_lesion_head(model: keras.Model) -> tuple[keras.Model, int]:
     return trainer, int(features.shape[1])
 
 
-def _strata(samples) -> np.ndarray:
-    """Split strata: the data set's own classes whatever the task, so a detector and a classifier trained on the
-    same data with the same seed hold out the same images."""
-    names = sorted({s.label for s in samples})
-    return np.array([names.index(s.label) for s in samples], dtype=np.int64)
-
-
 def _labels(samples, task, classes) -> np.ndarray:
     return np.array([label_index(s.label, task, tuple(classes)) for s in samples], dtype=np.int64)
 
@@ -349,13 +365,13 @@ def _capped(samples, limit, seed):
 
 
 def _remove_leaks(loaded, log) -> dict[str, int]:
-    """Drop training (and validation) images that nearly duplicate a held-out image: public sets contain copies,
-    and a copy on both sides inflates every metric."""
+    """Drop training (and validation) images that nearly duplicate a held-out image or its mirror: public sets
+    contain copies, some flipped left-right, and a copy on both sides inflates every metric."""
     removed = {}
     for name, against in (("train", ("validation", "test")), ("validation", ("test",))):
         if name not in loaded:
             continue
-        others = np.concatenate([loaded[o].hashes for o in against])
+        others = np.concatenate([hashes for o in against for hashes in (loaded[o].hashes, loaded[o].mirror_hashes)])
         leaked = near_duplicates(loaded[name].hashes, others)
         removed[name] = len(leaked)
         if len(leaked):
@@ -378,8 +394,21 @@ def _strategy(distribute: str | None):
     raise ValueError(f"Unknown --distribute {distribute!r}; use mirrored or multiworker.")
 
 
-def _describe_data(data: str, index) -> dict:
+def _real_data_notice(config: TrainConfig, learned_from: int, groups: int | None) -> str:
+    """What a person reading a verdict should know about where the model's figures come from."""
+    name = config.data_name or "the user's own data set"
+    return (f"Learned from {learned_from:,} real MRI slices of {name}" + (f" ({groups:,} patients or image groups in all)" if groups else "")
+            + ". Its test figures come from held-out patients of the same public sources, so how it does on another "
+            "hospital's scanner is not measured. A research and teaching tool, not a diagnosis.")
+
+
+def _describe_data(config: TrainConfig, index) -> dict:
+    data = config.data
     description = {"path": str(data), "layout": index.layout, "counts": index.counts()}
+    if config.data_name:
+        description["name"] = config.data_name
+    if config.data_licence:
+        description["licence"] = config.data_licence
     generator = Path(data) / "GENERATOR.txt"
     if generator.is_file():
         for line in generator.read_text().splitlines():

@@ -43,7 +43,7 @@ def test_a_detector_read_off_the_classifier_runs_one_network_with_the_same_score
     from brainml.bundle import load_bundle
     from brainml.examples import EXAMPLES, example_case
 
-    detector, classifier = load_bundle("models/detector.json"), load_bundle("models/classifier.json")
+    detector, classifier = load_bundle("models/synthetic/detector.json"), load_bundle("models/synthetic/classifier.json")
     slices = [example_case(example.key).image for example in EXAMPLES]
     inputs, _ = predict.prepare_batch(slices, detector.card.prep_spec)
     own_scores = predict.model_scores(detector.model, inputs)
@@ -55,7 +55,7 @@ def test_a_detector_read_off_the_classifier_runs_one_network_with_the_same_score
     assert calls == [classifier.model]
     np.testing.assert_allclose([r.tumor_probability for r in results], own_scores, atol=1e-5)
     # Another classifier (here: one whose weights were changed) is not taken for the detector's own.
-    other = load_bundle("models/classifier.json")
+    other = load_bundle("models/synthetic/classifier.json")
     layer = other.model.get_layer("logits")
     layer.set_weights([weight + 1.0 for weight in layer.get_weights()])
     assert predict.is_view_of(detector, classifier) and not predict.is_view_of(detector, other)

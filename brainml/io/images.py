@@ -109,6 +109,7 @@ def _image_pixels(image: Image.Image) -> tuple[np.ndarray, int, dict]:
         details["converted_from"] = mode
     rgb = np.asarray(image)
     grey, details["colour"] = rgb_to_grey(rgb[..., :3])
+    details["colour_saturation"] = colour_saturation(rgb[..., :3])
     if image.mode == "RGBA":
         grey *= rgb[..., 3] * np.float32(1 / 255)
         details["alpha"] = "composited on black"
@@ -125,6 +126,14 @@ def _unsigned_divisor(max_value: int, container_bits: int) -> int:
     bits = max(8, max_value.bit_length())
     bits = min(bits + bits % 2, container_bits)
     return 2**bits - 1
+
+
+def colour_saturation(rgb: np.ndarray) -> float:
+    """Share of pixels whose colour is clearly not grey (channel spread above 12% of full scale). MRI is grey, even
+    when stored as RGB JPEG (whose compression leaves a spread of a few levels); a photo or a chart is not."""
+    rgb = np.asarray(rgb)
+    spread = rgb.max(axis=-1).astype(np.int16) - rgb.min(axis=-1).astype(np.int16)
+    return round(float((spread > 0.12 * 255).mean()), 4)
 
 
 def rgb_to_grey(rgb: np.ndarray) -> tuple[np.ndarray, str]:
