@@ -160,22 +160,30 @@ def score_distribution(labels, scores, threshold: float, bins: int = 40,
     """Overlaid histograms of P(tumor) for tumor and no-tumor cases, with the threshold: what lies right of the
     line is called tumor, so red bars left of it are missed tumors and blue bars right of it are false alarms.
 
+    The bins are counted here rather than by plotly: plotly's bins are half-open, so scores of exactly 1.0 (a
+    saturated float32 sigmoid) would fill a bin beyond the axis, out of sight. Here the last bin is closed,
+    [1 - 1/bins, 1.0], as numpy counts it.
+
     Args:
         labels: (N,) 0 = no tumor, 1 = tumor. scores: (N,) P(tumor) in [0, 1].
     """
     labels = np.asarray(labels).astype(bool)
-    scores = np.asarray(scores, dtype=float)
+    scores = np.clip(np.asarray(scores, dtype=float), 0.0, 1.0)
+    edges = np.linspace(0.0, 1.0, bins + 1)
     figure = go.Figure()
     for mask, name, colour in ((~labels, "No tumor", CLEAR_COLOUR), (labels, "Tumor", TUMOR_COLOUR)):
-        figure.add_trace(go.Histogram(
-            x=scores[mask], name=f"{name} (n={int(mask.sum())})", marker_color=colour, opacity=0.65,
-            xbins=dict(start=0.0, end=1.0 + 1e-9, size=1.0 / bins),
-            hovertemplate=f"{name}: %{{y}} cases with P(tumor) in %{{x}}<extra></extra>",
+        counts, _ = np.histogram(scores[mask], bins=edges)
+        figure.add_trace(go.Bar(
+            x=(edges[:-1] + edges[1:]) / 2, y=counts, width=np.diff(edges), name=f"{name} (n={int(mask.sum())})",
+            marker_color=colour, opacity=0.65, marker_line_width=0,
+            customdata=[[low, high, "]" if i == bins - 1 else ")"] for i, (low, high) in enumerate(zip(edges[:-1], edges[1:]))],
+            hovertemplate=f"{name}: %{{y}} cases with P(tumor) in [%{{customdata[0]:.3f}}, "
+                          "%{customdata[1]:.3f}%{customdata[2]}<extra></extra>",
         ))
     figure.add_vline(x=float(threshold), line=dict(color=POINT_COLOUR, width=1.5, dash="dash"))
     figure.update_xaxes(range=[0, 1], title="P(tumor)")
     figure.update_yaxes(title="cases")
-    return _layout(figure, title, height=320, barmode="overlay")
+    return _layout(figure, title, height=320, barmode="overlay", bargap=0)
 
 
 def roc(curves_: Curves, point: OperatingPoint | None = None, title: str | None = None) -> go.Figure:

@@ -15,7 +15,11 @@ Methods and the papers they come from:
   networks", CVPR Workshops 2020; the "faster" variant keeps only the channels whose activation varies most.
 - ``layercam``: Jiang et al., "LayerCAM: Exploring hierarchical class activation maps for localization",
   IEEE Transactions on Image Processing 2021.
-- ``smoothgrad``: Smilkov et al., "SmoothGrad: removing noise by adding noise", ICML Workshop 2017.
+- ``smoothgrad``: Smilkov et al., "SmoothGrad: removing noise by adding noise", ICML Workshop 2017. Its map is
+  averaged over each cell of the network's first stride (2 x 2 pixels for the compact CNN): the input gradient of
+  a strided convolution alternates from pixel to pixel within every cell, a checkerboard that belongs to the
+  network's sampling grid, not to the image (Odena et al., "Deconvolution and checkerboard artifacts", Distill
+  2016).
 """
 
 from __future__ import annotations
@@ -158,6 +162,7 @@ class Explainer:
         self.smooth_samples = smooth_samples
         self.smooth_noise = smooth_noise
         self.seed = seed
+        self.stride_cell = first_stride(model)
         self._logit_model = _explained_view(model, layer_name, two_class=False)
         # tf-keras-vis' Score-CAM puts the model's outputs through a softmax. A detector's single output would
         # give every channel the same weight (softmax of one number is 1) and the map would be the plain sum of
@@ -313,8 +318,29 @@ class Explainer:
                 self._gradient_score(chunk_targets), noisy, keepdims=True, normalize_map=False,
             ))
             gradients = gradients.reshape(samples, len(images), *images.shape[1:]).mean(axis=0)
-            maps.append(gradients.max(axis=-1))
+            maps.append(stride_cell_mean(gradients.max(axis=-1), self.stride_cell))
         return np.concatenate(maps)
+
+
+def first_stride(model: keras.Model) -> int:
+    """The stride of the first layer that subsamples the grid (a strided convolution or a pooling layer); 1 when
+    none does."""
+    for layer in model.layers:
+        strides = getattr(layer, "strides", None)
+        if strides and len(strides) == 2 and max(strides) > 1:
+            return int(max(strides))
+    return 1
+
+
+def stride_cell_mean(maps: np.ndarray, cell: int) -> np.ndarray:
+    """(N, H, W) maps averaged over every ``cell`` x ``cell`` window (stride 1, so the grid stays the same).
+
+    A gradient taken through a convolution of stride ``cell`` repeats a pattern of period ``cell``; the window
+    mean removes exactly that period and keeps everything coarser.
+    """
+    if cell <= 1:
+        return maps
+    return ndimage.uniform_filter(np.asarray(maps, np.float32), size=(1, cell, cell), mode="nearest")
 
 
 _EXPLAINERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

@@ -17,10 +17,15 @@ from datetime import datetime, timezone
 
 from . import __version__
 from .bundle import ModelCard
+from .charts import class_label
 from .metrics import OperatingPoint
 from .predict import Diagnosis
 
 DETECTOR_METRICS = ("recall", "specificity", "precision", "npv", "accuracy", "f1", "roc_auc")
+# Areas under a curve read as decimals (0.966), proportions as percentages (97.9%), here as in the app.
+AREA_METRICS = ("roc_auc", "average_precision")
+# What a slice the out-of-distribution guard refused gets instead of a verdict.
+WITHHELD = "This does not look like a brain MRI slice; no verdict"
 METRIC_NAMES = {"recall": "Recall (sensitivity)", "specificity": "Specificity", "precision": "Precision (PPV)",
                 "npv": "Negative predictive value", "accuracy": "Accuracy", "f1": "F1", "roc_auc": "ROC AUC",
                 "macro_f1": "Macro F1", "balanced_accuracy": "Balanced accuracy"}
@@ -37,10 +42,20 @@ def decimals(value: float, reference: float, fewest: int = 3, most: int = 17) ->
 
 
 def verdict_text(diagnosis: Diagnosis) -> str:
-    """One line a person reads: "Tumor likely (glioma)" or "No tumor found"."""
+    """One line a person reads: "Tumor likely (glioma)", "No tumor found", or, for a slice the guard refused,
+    :data:`WITHHELD`."""
+    if diagnosis.withheld:
+        return WITHHELD
     if not diagnosis.tumor:
         return "No tumor found"
-    return f"Tumor likely ({diagnosis.type})" if diagnosis.type else "Tumor likely"
+    return f"Tumor likely ({class_label(diagnosis.type).lower()})" if diagnosis.type else "Tumor likely"
+
+
+def metric_text(name: str, value) -> str:
+    """A card metric as the app shows it: areas as decimals ("0.966"), proportions in percent ("97.9%")."""
+    if value is None:
+        return "n/a"
+    return f"{float(value):.3f}" if name in AREA_METRICS else f"{float(value):.1%}"
 
 
 # --- one result as HTML --------------------------------------------------------------------------------------
@@ -95,18 +110,21 @@ def html_report(
     return _PAGE.format(body="\n".join(sections))
 
 
-def _percent(value) -> str:
-    return "n/a" if value is None else f"{float(value):.1%}"
-
-
-def _interval(values) -> str:
+def _interval(values, name: str = "") -> str:
     if not values or values[0] is None or values[1] is None:
         return ""
-    return f" ({float(values[0]):.1%} – {float(values[1]):.1%})"
+    return f" ({metric_text(name, values[0])} – {metric_text(name, values[1])})"
 
 
 def _result_section(diagnosis: Diagnosis, scan: str | None) -> str:
     escape = html.escape
+    if diagnosis.withheld:
+        rows = [("Verdict", f"<strong>{escape(WITHHELD)}</strong>"),
+                ("Why", escape((diagnosis.note or "").split("no verdict.", 1)[-1].strip())),
+                ("Out-of-distribution score", f"{diagnosis.ood_score:.2f} (over 1 is refused)")]
+        if scan:
+            rows.insert(0, ("Input", escape(scan)))
+        return "<h2>Result</h2>" + _table(rows)
     places = decimals(diagnosis.tumor_probability, diagnosis.threshold)
     rows = [
         ("Verdict", f"<strong class='{'tumor' if diagnosis.tumor else 'clear'}'>{escape(verdict_text(diagnosis))}"
@@ -118,14 +136,14 @@ def _result_section(diagnosis: Diagnosis, scan: str | None) -> str:
         rows.insert(0, ("Input", escape(scan)))
     if diagnosis.type_probabilities:
         ordered = sorted(diagnosis.type_probabilities.items(), key=lambda item: -item[1])
-        rows.append(("Type probabilities", ", ".join(f"{escape(name)} {p:.1%}" for name, p in ordered)))
+        rows.append(("Type probabilities", ", ".join(f"{escape(class_label(name))} {p:.1%}" for name, p in ordered)))
     if diagnosis.note:
         rows.append(("Note", escape(diagnosis.note)))
     return "<h2>Result</h2>" + _table(rows)
 
 
 def _operating_point_section(point: OperatingPoint, card: ModelCard) -> str:
-    rows = [(METRIC_NAMES[name], f"{getattr(point, name):.1%}{_interval(getattr(point, name + '_ci'))}")
+    rows = [(METRIC_NAMES[name], f"{getattr(point, name):.1%}{_interval(getattr(point, name + '_ci'), name)}")
             for name in ("recall", "specificity", "precision", "accuracy")]
     rows.append(("Confusion matrix", f"TP {point.tp} · FP {point.fp} · TN {point.tn} · FN {point.fn}"))
     split = html.escape(card.held_out_split or "held-out data")
@@ -143,14 +161,9 @@ def _card_section(title: str, card: ModelCard) -> str:
     if card.threshold is not None:
         rows.append(("Card threshold", f"{card.threshold:.3f} — {escape(card.threshold_rule or 'rule not recorded')}"))
     metrics = card.metrics or {}
-    if card.task == "detect":
-        for name in DETECTOR_METRICS:
-            if name in metrics:
-                rows.append((METRIC_NAMES[name], f"{_percent(metrics[name])}{_interval(metrics.get(name + '_ci'))}"))
-    else:
-        for name in ("accuracy", "macro_f1"):
-            if name in metrics:
-                rows.append((METRIC_NAMES[name], f"{_percent(metrics[name])}{_interval(metrics.get(name + '_ci'))}"))
+    for name in DETECTOR_METRICS if card.task == "detect" else ("accuracy", "macro_f1"):
+        if name in metrics:
+            rows.append((METRIC_NAMES[name], f"{metric_text(name, metrics[name])}{_interval(metrics.get(name + '_ci'), name)}"))
     if card.held_out_split:
         rows.append(("Measured on", escape(card.held_out_split) + (f", n = {metrics['n']}" if "n" in metrics else "")))
     return f"<h2>{escape(title)}</h2>" + _table(rows)
@@ -173,7 +186,8 @@ table {{ border-collapse: collapse; width: 100%; }}
 th, td {{ text-align: left; padding: 0.35em 0.6em; border-bottom: 1px solid #eceff3; vertical-align: top; }}
 th {{ width: 34%; color: #4b5263; font-weight: 600; }}
 .tumor {{ color: #b3261e; }} .clear {{ color: #1f5f99; }}
-figure {{ margin: 0; }} img {{ max-width: 100%; image-rendering: auto; border-radius: 4px; }}
+figure {{ margin: 0; }}
+figure img {{ width: 100%; max-width: 720px; height: auto; image-rendering: auto; border-radius: 4px; }}
 figcaption {{ color: #5f6675; font-size: 0.9em; }}
 </style></head>
 <body>
@@ -187,13 +201,16 @@ figcaption {{ color: #5f6675; font-size: 0.9em; }}
 
 @dataclass
 class BatchRow:
-    """One file of a batch: its result, or why it could not be read.
+    """One file of a batch: its result, or why it could not be read, or that the guard refused it.
 
     Attributes:
         file: the file's name (for a zip, "archive.zip/member.png").
         slice: the slice diagnosed (volumes: the one with most brain, or the middle of a series); None for errors.
-        tumor_probability, tumor, type: the result at the batch's threshold; None for errors.
+        tumor_probability, tumor, type: the result at the batch's threshold; None for errors and for slices the
+            out-of-distribution guard refused.
         error: the reader's message for a file that could not be read, else None.
+        brain_mri: False when the guard refused the slice; None when the models have no guard.
+        ood_score: the guard's score (over 1 is refused), when the models have a guard.
     """
 
     file: str
@@ -202,30 +219,44 @@ class BatchRow:
     tumor: bool | None = None
     type: str | None = None
     error: str | None = None
+    brain_mri: bool | None = None
+    ood_score: float | None = None
 
     @property
     def verdict(self) -> str:
         if self.error is not None:
             return "unreadable"
+        if self.brain_mri is False:
+            return NOT_BRAIN_MRI
         return "tumor" if self.tumor else "no tumor"
 
     def to_dict(self) -> dict:
         values = asdict(self)
         values["verdict"] = self.verdict
-        return {key: values[key] for key in ("file", "slice", "tumor_probability", "verdict", "type", "error")}
+        return {key: values[key] for key in ("file", "slice", "tumor_probability", "verdict", "type", "error",
+                                             "ood_score")}
+
+
+# A batch row's verdict for a slice the guard refused.
+NOT_BRAIN_MRI = "not a brain MRI slice"
 
 
 def batch_row(file: str, result: Diagnosis | str, threshold: float, slice_index: int | None = None) -> BatchRow:
-    """A batch row from a diagnosis made at threshold 0.0 (see :meth:`Diagnosis.at`), or from an error message."""
+    """A batch row from a diagnosis made at threshold 0.0 (see :meth:`Diagnosis.at`), or from an error message.
+    P(tumor) keeps its full precision: rounded, 0.9999996 would read "1.000" beside "no tumor" at threshold 1."""
     if isinstance(result, str):
         return BatchRow(file, error=result)
+    if result.withheld:
+        return BatchRow(file, slice_index, brain_mri=False, ood_score=result.ood_score)
     at_threshold = result.at(threshold)
-    return BatchRow(file, slice_index, round(at_threshold.tumor_probability, 6), at_threshold.tumor, at_threshold.type)
+    return BatchRow(file, slice_index, at_threshold.tumor_probability, at_threshold.tumor, at_threshold.type,
+                    brain_mri=result.brain_mri, ood_score=result.ood_score)
 
 
 def batch_summary(rows: Iterable[BatchRow]) -> dict[str, int]:
-    """Counts of files by verdict: ``{"files", "tumor", "no tumor", "unreadable"}``."""
-    counts = {"files": 0, "tumor": 0, "no tumor": 0, "unreadable": 0}
+    """Counts of files by verdict: ``{"files", "tumor", "no tumor", "not a brain MRI slice", "unreadable"}``; the
+    slices the guard refused count in none of the verdicts."""
+    counts = {"files": 0, "tumor": 0, "no tumor": 0, NOT_BRAIN_MRI: 0, "unreadable": 0}
     for row in rows:
         counts["files"] += 1
         counts[row.verdict] += 1
@@ -236,7 +267,8 @@ def batch_csv(rows: Iterable[BatchRow], threshold: float, models: Mapping[str, s
     """The batch as CSV text: one row per file, with the threshold and the models in every row so the file
     still says how it was made when it is cut apart."""
     buffer = io.StringIO()
-    fields = ["file", "slice", "tumor_probability", "verdict", "type", "error", "threshold", "detector", "classifier"]
+    fields = ["file", "slice", "tumor_probability", "verdict", "type", "error", "ood_score", "threshold", "detector",
+              "classifier"]
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:

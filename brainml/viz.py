@@ -130,6 +130,41 @@ def side_by_side(
     return panel
 
 
+def box_outline(
+    image2d: np.ndarray, box, color: tuple[int, int, int] = (255, 176, 0), width: int = 2
+) -> np.ndarray:
+    """Draw a rectangle, e.g. the crop box :func:`brainml.preprocess.prepare` cut out, on a slice.
+
+    Args:
+        image2d: (H, W) grey slice in [0, 1], or (H, W, 3) uint8 RGB.
+        box: a :class:`~brainml.preprocess.CropBox` (rows [top, bottom), columns [left, right)).
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    rgb = _rgb(image2d)
+    region = np.zeros(rgb.shape[:2], bool)
+    region[box.top:box.bottom, box.left:box.right] = True
+    rgb[_boundary(region, width)] = color
+    return rgb
+
+
+def enlarged(picture: np.ndarray, side: int = 640) -> np.ndarray:
+    """A picture scaled up (never down) until its longer side is ``side`` pixels, for a report read on a wide
+    screen or printed. Bicubic: it enlarges a finished overlay for the eye, not the map's data.
+
+    Args:
+        picture: (H, W, 3) uint8 RGB or (H, W) grey in [0, 1].
+    Returns:
+        (H', W', 3) uint8 RGB.
+    """
+    rgb = _rgb(picture)
+    scale = side / max(rgb.shape[:2])
+    if scale <= 1:
+        return rgb
+    size = (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BICUBIC))
+
+
 def to_png_bytes(rgb_or_grey: np.ndarray) -> bytes:
     """Encode a picture as PNG.
 

@@ -29,13 +29,22 @@ if source == SOURCES[0]:
     scan_id = f"example:{example_key}"
     description = f"BrainML example '{example.title}' (synthetic)"
 else:
-    upload = top[1].file_uploader(
+    uploaded = top[1].file_uploader(
         "Scan file", type=list(SUPPORTED_EXTENSIONS), key="detect_upload",
+        on_change=loaders.forget_removed_upload, args=("detect_upload",),
         help=f"{READABLE}. The file stays in this server's memory for this session and is never written to disk.",
     )
+    # The uploader forgets its file when the user opens another page; the session keeps it for their return.
+    upload = loaders.kept_upload(uploaded, "detect_upload")
     if upload is None:
         st.info(f"Upload one slice or volume: {READABLE}. Or switch to an example scan above.")
         st.stop()
+    if uploaded is None:
+        kept = top[1].columns([3, 1], vertical_alignment="center")
+        kept[0].caption(f":material/attach_file: **{upload.name}**, uploaded earlier in this session; drop another "
+                        "file above to replace it.")
+        kept[1].button("Forget it", key="detect_forget", on_click=loaders.forget_upload, args=("detect_upload",),
+                       icon=":material/close:", width="stretch")
     try:
         scan = loaders.read_upload(upload)
     except ScanError as error:
@@ -66,14 +75,15 @@ else:
 st.session_state["detect_scan_id"] = scan_id
 
 with st.spinner("Running the models…"):
-    first_pass = loaders.diagnose(models, image)
+    first_pass = loaders.diagnose_or_stop(models, image, scan)
 
 left, right = st.columns([3, 2], gap="large")
 with right:
     threshold = state.threshold_slider(models, key="detect_threshold")
     diagnosis = first_pass.at(threshold)
-    st.session_state["detect_last"] = {"tumor_probability": diagnosis.tumor_probability, "scan": description}
-    views.verdict(diagnosis, models, "detect")
+    st.session_state["detect_last"] = {"tumor_probability": diagnosis.tumor_probability, "scan": description,
+                                       "withheld": diagnosis.withheld}
+    views.verdict(diagnosis, models, "detect", subject=scan_id)
     state.disclaimer(*models.cards)
 
 with left:
@@ -82,22 +92,27 @@ with left:
     picture = viz.overlay(image, result.map, colormap=settings.colormap, opacity=settings.opacity,
                           contour=settings.contour)
     caption = f"{loaders.method_label(settings.method)} of {loaders.target_phrase(settings.target)}"
+    if diagnosis.withheld:
+        caption += " (the models' unguarded score: no verdict was given)"
     if result.empty:
-        st.info("This heatmap is empty: nothing in the image moved the score it explains. That is common for a "
-                "confident answer; try another method or target.", icon=":material/info:")
+        explained = diagnosis.models_answer if diagnosis.withheld else diagnosis
+        st.info(views.empty_heatmap_message(explained, loaders.method_label(settings.method), settings.target),
+                icon=":material/info:")
+    scan_column, map_column = st.columns(2)
+    scan_column.image(image, caption=f"The scan: {description}", width="stretch", clamp=True)
     if settings.raw:
-        st.plotly_chart(charts.heat_map(result.map, settings.colormap), width="stretch", key="detect_raw_map",
-                        config={"displayModeBar": False})
-        st.caption(f"{caption}: the map alone, as computed (no smoothing, no masking).")
+        map_column.plotly_chart(charts.heat_map(result.map, settings.colormap), width="stretch",
+                                key="detect_raw_map", config={"displayModeBar": False})
+        map_column.caption(f"{caption}: the map alone, as computed (no smoothing, no masking).")
     else:
-        st.image(picture, caption=caption, width="stretch")
+        map_column.image(picture, caption=caption, width="stretch")
 
     overlay_png = viz.to_png_bytes(picture)
     held_out = loaders.held_out(models)
     report = html_report(
         diagnosis, models.detector.card, models.classifier.card if models.classifier else None,
-        overlay_png=overlay_png, heatmap=caption, scan=description,
-        operating_point=held_out.sweep.at(threshold) if held_out else None,
+        overlay_png=viz.to_png_bytes(viz.enlarged(picture)), heatmap=caption, scan=description,
+        operating_point=held_out.sweep.at(threshold) if held_out and not diagnosis.withheld else None,
     )
     downloads = st.columns(2)
     downloads[0].download_button("Download the image (PNG)", overlay_png, file_name="brainml_heatmap.png",
@@ -109,4 +124,4 @@ with left:
 
 if scan is not None:
     with st.expander("About this file (no patient data: the reader keeps no names, IDs or dates)"):
-        views.scan_facts(scan)
+        views.scan_facts(scan, key="detect_scan_facts")

@@ -81,17 +81,29 @@ st.caption(f"At threshold {threshold:.3f}: {point.tp} tumors found, {point.fn} m
            f"{point.tn} correctly cleared.")
 
 last = st.session_state.get("detect_last")
-if last:
-    p = last["tumor_probability"]
-    verdict = "tumor" if p >= threshold else "no tumor"
-    st.info(f"The scan on the Detect page ({last['scan']}): P(tumor) {p:.3f} → **{verdict}** at this threshold.",
-            icon=":material/search:")
+if last and last.get("withheld"):
+    st.info(f"The scan on the Detect page ({last['scan']}) does not look like a brain MRI slice: no verdict at any "
+            "threshold.", icon=":material/search:")
+elif last:
+    verdict = "tumor" if last["tumor_probability"] >= threshold else "no tumor"
+    st.info(f"The scan on the Detect page ({last['scan']}): {views.probability_line(last['tumor_probability'], threshold)}"
+            f" → **{verdict}**.", icon=":material/search:")
 
 left, right = st.columns(2)
 left.plotly_chart(charts.detector_confusion_matrix(point), width="stretch", key="explorer_confusion",
                   config={"displayModeBar": False})
 right.plotly_chart(charts.score_distribution(held_out.labels, held_out.scores, threshold), width="stretch",
                    key="explorer_distribution", config={"displayModeBar": False})
+saturated = held_out.scores >= 1.0
+if saturated.any():
+    # A float32 sigmoid rounds to exactly 1.0 for a confident call; "tumor when P ≥ threshold" keeps those tumor
+    # even at threshold 1, which looks like a broken slider unless it is said.
+    right.caption(
+        f"{int(saturated.sum())} held-out scores are exactly 1.000 (the network's output saturates): "
+        f"{int(saturated[held_out.labels == 1].sum())} of the {sweep.n_positive} tumors and "
+        f"{int(saturated[held_out.labels == 0].sum())} of the {sweep.n_negative} others. The last bar holds them. "
+        "Since the verdict is tumor when P(tumor) ≥ threshold, they stay tumor even at threshold 1.000."
+    )
 st.plotly_chart(charts.threshold_curves(sweep, threshold), width="stretch", key="explorer_curves",
                 config={"displayModeBar": False})
 left, right = st.columns(2)

@@ -2,10 +2,10 @@
 
 import streamlit as st
 
-from brainml import viz
+from brainml import charts, viz
 from brainml.examples import EXAMPLES
 from brainml.io import READABLE, SUPPORTED_EXTENSIONS
-from brainml.report import batch_csv, batch_row, batch_summary
+from brainml.report import NOT_BRAIN_MRI, batch_csv, batch_row, batch_summary
 from ui import loaders, state, views
 
 THUMBNAILS = 24
@@ -21,6 +21,12 @@ st.markdown(f"Drop many scans, or a zip of them: {READABLE}. Each file gets a ro
 uploads = st.file_uploader("Scans", type=list(SUPPORTED_EXTENSIONS), accept_multiple_files=True, key="batch_upload",
                            help="Files stay in this server's memory for this session; nothing is written to disk.")
 use_examples = False
+if uploads:
+    # The uploader lists three files a page; this lists them all.
+    with st.expander(f"All {len(uploads)} uploaded files"):
+        st.dataframe([{"File": upload.name, "Size (kB)": round(upload.size / 1024, 1)} for upload in uploads],
+                     hide_index=True, width="stretch", height="content", key="batch_uploaded_files",
+                     column_config={"File": st.column_config.TextColumn(width="large")})
 if not uploads:
     use_examples = st.toggle("Try it on the built-in examples", key="batch_use_examples",
                              help="Runs the batch on BrainML's synthetic example scans.")
@@ -43,20 +49,23 @@ else:
 progress = st.progress(0.0, text="Running the models…")
 results = []
 for done, (item, image) in enumerate(zip(items, images), start=1):
-    results.append(loaders.diagnose(models, image) if image is not None else item.error)
+    results.append(loaders.diagnose_or_stop(models, image, item.scan) if image is not None else item.error)
     progress.progress(done / len(items), text=f"Running the models… {done} of {len(items)}")
 progress.empty()
 
 rows = [batch_row(item.name, result, threshold, slice_index)
         for item, result, slice_index in zip(items, results, slices)]
 counts = batch_summary(rows)
-cells = st.columns(4)
+cells = st.columns(5)
 cells[0].metric("Files", counts["files"])
 cells[1].metric("Tumor", counts["tumor"])
 cells[2].metric("No tumor", counts["no tumor"])
-cells[3].metric("Unreadable", counts["unreadable"])
+cells[3].metric("Not brain MRI", counts[NOT_BRAIN_MRI],
+                help="Images the out-of-distribution guard found unlike the brain MRI slices the models learned "
+                     "from: no verdict, and counted in neither Tumor nor No tumor.")
+cells[4].metric("Unreadable", counts["unreadable"])
 
-views.batch_table(rows, key="batch_table")
+views.batch_table(rows, threshold, key="batch_table")
 st.download_button("Download the table (CSV)", batch_csv(rows, threshold, models.cascade.model_labels),
                    file_name="brainml_batch.csv", mime="text/csv", key="batch_download_csv",
                    icon=":material/download:")
@@ -67,8 +76,9 @@ if st.toggle("Show thumbnails with heatmaps", key="batch_thumbnails",
     columns = st.columns(4)
     for position, (row, image) in enumerate(readable[:THUMBNAILS]):
         heat = loaders.heatmap(models, image, loaders.DEFAULT_METHOD).map
-        kind = f" ({row.type})" if row.type else ""
-        caption = f"{row.file} · P(tumor) {row.tumor_probability:.2f} · {row.verdict}{kind}"
+        kind = f" ({charts.class_label(row.type)})" if row.type else ""
+        score = "" if row.tumor_probability is None else f" · P(tumor) {views.comparison(row.tumor_probability, threshold)}"
+        caption = f"{row.file}{score} · {row.verdict}{kind}"
         columns[position % 4].image(viz.overlay(image, heat), caption=caption, width="stretch")
     if len(readable) > THUMBNAILS:
         st.caption(f"The first {THUMBNAILS} of {len(readable)} readable scans; open any file on Detect for more.")

