@@ -3,7 +3,7 @@
 import streamlit as st
 
 from brainml import charts, viz
-from brainml.examples import EXAMPLES, find_example
+from brainml.examples import EXAMPLES, REAL_EXAMPLES, find_example, find_real_example
 from brainml.io import READABLE, SUPPORTED_EXTENSIONS, ScanError
 from brainml.report import html_report
 from ui import imaging, loaders, state, views
@@ -12,6 +12,12 @@ state.page_setup("Detect")
 choice = state.model_picker()
 models = loaders.models_or_stop(choice)
 
+
+
+def example_title(key: str) -> str:
+    return find_real_example(key).title if key.startswith("real-") else f"Synthetic · {find_example(key).title}"
+
+
 st.title("Detect")
 SOURCES = ("Example scan", "Upload a scan")
 top = st.columns([1, 2])
@@ -19,15 +25,22 @@ source = state.remembered(top[0].radio, "Source", key="detect_source", default=S
 
 if source == SOURCES[0]:
     example_key = state.remembered(
-        top[1].selectbox, "Example", key="detect_example", default=EXAMPLES[0].key, options=[e.key for e in EXAMPLES],
-        format_func=lambda key: find_example(key).title,
-        help="Synthetic slices with a known answer; the Lab makes more.",
+        top[1].selectbox, "Example", key="detect_example", default=REAL_EXAMPLES[0].key,
+        options=[e.key for e in REAL_EXAMPLES] + [e.key for e in EXAMPLES], format_func=example_title,
+        help="Real slices from patients the default models never saw (sources in brainml/assets/NOTICE.md), and "
+             "synthetic slices with a known answer; the Lab makes more.",
     )
-    example = find_example(example_key)
-    image = loaders.example_case(example_key).image
-    scan = None
     scan_id = f"example:{example_key}"
-    description = f"BrainML example '{example.title}' (synthetic)"
+    if example_key.startswith("real-"):
+        real = find_real_example(example_key)
+        scan = loaders.real_example_scan(example_key)
+        image = scan.image
+        description = f"real example '{real.title}' ({real.source}; labelled {real.label})"
+    else:
+        example = find_example(example_key)
+        image = loaders.example_case(example_key).image
+        scan = None
+        description = f"BrainML example '{example.title}' (synthetic)"
 else:
     uploaded = top[1].file_uploader(
         "Scan file", type=list(SUPPORTED_EXTENSIONS), key="detect_upload",

@@ -228,6 +228,12 @@ def example_case(key: str):
     return examples.example_case(key)
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def real_example_scan(key: str) -> Scan:
+    """A real example slice shipped with BrainML, read once per process through the same reader as an upload."""
+    return read_scan(examples.find_real_example(key).path)
+
+
 @st.cache_resource(show_spinner="Generating the case…", max_entries=32)
 def lab_case(label: str, contrast: str, plane: str, radius_mm: float | None, position: tuple | None, seed: int):
     """A case made to order for the Lab (see :func:`brainml.examples.made_to_order`), generated once."""

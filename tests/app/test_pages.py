@@ -73,7 +73,8 @@ def test_detect_with_an_imported_pair_shows_the_verdict_the_imported_classifier_
     choose_detector(at, detector_path)
     choose_classifier(at, classifier_path)
     assert problems(at) == [] and at.error == []
-    shown = example_case(at.selectbox(key="detect_example").value).image
+    at.selectbox(key="detect_example").set_value("glioma").run()
+    shown = example_case("glioma").image
     tumor_probability, tumor_type = classifier_reading(classifier_path, shown)
     expected = f"Tumor likely ({tumor_type})" if tumor_probability >= 0.5 else "No tumor found"
     assert verdict_of(at) in expected and any(line.endswith(f" {expected}]") for line in headlines(at))
@@ -422,3 +423,23 @@ def test_the_explorer_explains_how_to_add_held_out_predictions_to_a_card_without
     assert "holds no held-out predictions" in message
     assert "python -m brainml evaluate --model" in message and "--update-card" in message
     assert at.metric == []
+
+
+def test_detect_opens_on_a_real_example_and_shows_the_default_pairs_own_verdict_for_it(open_page):
+    """The real examples are read like uploads; the verdict is what the default cascade says for that very file."""
+    from brainml.examples import REAL_EXAMPLES
+    from brainml.io import read_scan
+    from brainml.predict import Cascade
+
+    at = open_page("detect")
+    assert at.selectbox(key="detect_example").value == REAL_EXAMPLES[0].key
+    assert {e.title for e in REAL_EXAMPLES} <= set(at.selectbox(key="detect_example").options)
+    at.selectbox(key="detect_example").set_value("real-pituitary-1").run()
+    assert problems(at) == [] and at.error == []
+    scan = read_scan(REAL_EXAMPLES[6].path)
+    (expected,) = Cascade.from_paths("models/detector.json", "models/classifier.json").run(
+        [scan.image], colour_saturations=[scan.metadata.get("colour_saturation", 0.0)])
+    assert "real example 'Real · pituitary tumor (figshare)'" in at.session_state["detect_last"]["scan"]
+    assert at.session_state["detect_last"]["tumor_probability"] == pytest.approx(expected.tumor_probability, abs=1e-6)
+    wanted = f"Tumor likely ({expected.type})" if expected.tumor else "No tumor found"
+    assert verdict_of(at) in wanted

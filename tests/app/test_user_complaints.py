@@ -123,7 +123,7 @@ def test_an_empty_heatmap_is_explained_in_words_that_agree_with_the_verdict_and_
         assert verdict_of(at) == verdict
         message = " ".join(element.value for element in at.info)
         assert words in message and "common for a confident answer" not in message
-        assert images(at)[0].captions[0].startswith("The scan: BrainML example")
+        assert images(at)[0].captions[0].startswith("The scan: real example 'Real · glioma (figshare)'")
 
 
 # 5 ------------------------------------------------------------------------------------------------------------
