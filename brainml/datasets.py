@@ -131,21 +131,6 @@ def label_index(label: str, task: str, classes: tuple[str, ...]) -> int:
     return classes.index(label)
 
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (keep, held_out): ``fraction`` of each class held out, chosen by ``seed``."""
-    rng = np.random.default_rng(seed)
-    keep, held = [], []
-    for value in np.unique(labels):
-        members = np.flatnonzero(labels == value)
-        rng.shuffle(members)
-        count = int(round(len(members) * fraction))
-        if 0 < fraction and count == 0 and len(members) > 1:
-            count = 1
-        held.append(members[:count])
-        keep.append(members[count:])
-    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
-
-
 HASH_BLOCK = 12  # low-frequency DCT block side: 143 bits
 
 

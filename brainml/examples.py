@@ -60,10 +60,7 @@ def find_example(key: str) -> Example:
     Raises:
         KeyError: no such example; the message lists the ones there are.
     """
-    for example in EXAMPLES:
-        if example.key == key:
-            return example
-    raise KeyError(f"There is no example {key!r}; the examples are {', '.join(e.key for e in EXAMPLES)}.")
+    return _find(EXAMPLES, key, "example")
 
 
 def example_case(key: str, size: int = 256) -> synth.SynthCase:
@@ -160,7 +157,11 @@ def find_real_example(key: str) -> RealExample:
     Raises:
         KeyError: no such example; the message lists the ones there are.
     """
-    for example in REAL_EXAMPLES:
+    return _find(REAL_EXAMPLES, key, "real example")
+
+
+def _find(examples, key: str, kind: str):
+    for example in examples:
         if example.key == key:
             return example
-    raise KeyError(f"There is no real example {key!r}; they are {', '.join(e.key for e in REAL_EXAMPLES)}.")
+    raise KeyError(f"There is no {kind} {key!r}; the {kind}s are {', '.join(e.key for e in examples)}.")

@@ -208,10 +208,10 @@ def slice_features(model, inputs: np.ndarray, batch_size: int = 64) -> tuple[np.
     Returns:
         outputs: (N,) or (N, C); features: layer name -> (N, D), ``IMAGE_STATISTICS`` included.
     """
-    from .predict import _compiled_call
+    from .predict import compiled_call
 
     view, names = _feature_view(model)
-    call = _compiled_call(view)
+    call = compiled_call(view)
     batches = [call(np.ascontiguousarray(inputs[start:start + batch_size], np.float32))
                for start in range(0, len(inputs), batch_size)]
     if not batches:

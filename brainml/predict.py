@@ -7,14 +7,14 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from .bundle import ModelBundle, load_bundle
+from .bundle import BundleError, ModelBundle, load_bundle
 from .guard import GuardResult, OutOfDistributionGuard, guard_file, slice_features
 from .preprocess import CropBox, prepare_batch
 
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _compiled_call(model):
+def compiled_call(model):
     """One traced inference function per model. ``model.predict`` per image costs ~50 ms of set-up each call;
     a cached ``tf.function`` with a batch-agnostic signature costs about a millisecond."""
     import tensorflow as tf
@@ -33,7 +33,7 @@ def model_scores(model, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
     Returns:
         (N,) P(positive) for a one-output detector, (N, C) class probabilities for a classifier.
     """
-    call = _compiled_call(model)
+    call = compiled_call(model)
     outputs = [np.asarray(call(np.ascontiguousarray(inputs[start:start + batch_size], np.float32)))
                for start in range(0, len(inputs), batch_size)]
     if not outputs:
@@ -156,7 +156,7 @@ class Cascade:
         detector_inputs, boxes = prepare_batch(slices, self.detector.card.prep_spec)
         guarded = self.guarded_bundle if guard else None
         outputs, checks = {}, [None] * len(slices)
-        for bundle in {id(b): b for b in self._bundles_to_run()}.values():
+        for bundle in self._bundles_to_run():
             spec = bundle.card.prep_spec
             inputs = detector_inputs if spec == self.detector.card.prep_spec else prepare_batch(slices, spec)[0]
             if bundle is guarded:
@@ -231,8 +231,6 @@ def load_guard(bundle: ModelBundle) -> OutOfDistributionGuard:
     Raises:
         BundleError: the card names a guard file that is missing.
     """
-    from .bundle import BundleError
-
     guard = _GUARDS.get(bundle.model)
     if guard is None:
         path = guard_file(bundle.card_path)

@@ -281,7 +281,8 @@ def _check_same_held_out(card: ModelCard, config: TrainConfig, card_path: str) -
     trained = card.provenance.get("config", {})
     same = {"data": _same_data(trained.get("data", ""), config.data), "seed": trained.get("seed") == config.seed,
             "val_split": trained.get("val_split") == config.val_split, "max_images": trained.get("max_images") == config.max_images,
-            "split": trained.get("split", "official") == config.split}
+            "split": trained.get("split", "official") == config.split,
+            "test_split": trained.get("test_split", 0.15) == config.test_split}
     differing = [name for name, ok in same.items() if not ok]
     if differing:
         raise ValueError(f"{card_path} was trained with other {', '.join(differing)} than this run; this run's "

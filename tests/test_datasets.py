@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from brainml import datasets
-from brainml.datasets import DatasetError, discover, near_duplicates, perceptual_hash, stratified_split, task_classes
+from brainml.datasets import DatasetError, discover, near_duplicates, perceptual_hash, task_classes
 
 
 def write_image(path, seed, size=80):
@@ -64,15 +64,6 @@ def test_empty_or_missing_folder_says_what_layout_is_expected(tmp_path):
         discover(tmp_path)
     with pytest.raises(DatasetError, match="is not a folder"):
         discover(tmp_path / "missing")
-
-
-def test_stratified_split_is_seeded_and_keeps_every_class():
-    labels = np.array([0] * 20 + [1] * 10)
-    keep, held = stratified_split(labels, 0.2, seed=5)
-    assert len(held) == 6 and np.bincount(labels[held]).tolist() == [4, 2]
-    assert set(keep) | set(held) == set(range(30)) and not set(keep) & set(held)
-    again, _ = stratified_split(labels, 0.2, seed=5)
-    assert np.array_equal(keep, again)
 
 
 def test_duplicate_check_finds_resized_reencoded_copies_and_nothing_else(tmp_path):
