@@ -4,7 +4,7 @@ import streamlit as st
 
 from brainml import charts
 from brainml.bundle import BundleError
-from brainml.examples import EXAMPLES
+from brainml.examples import REAL_EXAMPLES
 from ui import loaders, state
 
 state.page_setup("Home")
@@ -26,12 +26,14 @@ except BundleError as error:
 state.disclaimer(detector_card, classifier_card)
 
 st.subheader("Start with an example")
-st.caption("Synthetic slices made by BrainML's generator, with a known answer (T1c: T1-weighted after contrast "
-           "agent). Open one in Detect to see the verdict and the heatmap; the Lab makes new ones to order.")
-columns = st.columns(len(EXAMPLES))
-for column, example in zip(columns, EXAMPLES):
+st.caption("Real MRI slices, one per class, from patients the default models never saw (the public sources are in "
+           "brainml/assets/NOTICE.md). Open one in Detect to see the verdict and the heatmap; Detect also has synthetic "
+           "slices with a known lesion, and the Lab makes new ones to order.")
+home_examples = [example for example in REAL_EXAMPLES if example.key.endswith("-1")]
+columns = st.columns(len(home_examples))
+for column, example in zip(columns, home_examples):
     with column:
-        st.image(loaders.example_case(example.key).image, caption=example.title, width="stretch")
+        st.image(loaders.real_example_scan(example.key).image, caption=example.title, width="stretch")
         if st.button("Open in Detect", key=f"home_open_{example.key}", icon=":material/arrow_forward:",
                      width="stretch"):
             state.forget_and_set("detect_source", "Example scan")

@@ -35,7 +35,8 @@ if source == SOURCES[0]:
         real = find_real_example(example_key)
         scan = loaders.real_example_scan(example_key)
         image = scan.image
-        description = f"real example '{real.title}' ({real.source}; labelled {real.label})"
+        label = charts.class_label(real.label).lower()
+        description = f"real example '{real.title}' ({real.source}; labelled {label})"
     else:
         example = find_example(example_key)
         image = loaders.example_case(example_key).image
@@ -92,7 +93,7 @@ with st.spinner("Running the models…"):
 
 left, right = st.columns([3, 2], gap="large")
 with right:
-    threshold = state.threshold_slider(models, key="detect_threshold")
+    threshold = state.threshold_slider(models, key="detect_threshold", narrow=True)
     diagnosis = first_pass.at(threshold)
     st.session_state["detect_last"] = {"tumor_probability": diagnosis.tumor_probability, "scan": description,
                                        "withheld": diagnosis.withheld}

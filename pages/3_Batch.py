@@ -3,7 +3,7 @@
 import streamlit as st
 
 from brainml import charts, viz
-from brainml.examples import EXAMPLES
+from brainml.examples import EXAMPLES, REAL_EXAMPLES
 from brainml.io import READABLE, SUPPORTED_EXTENSIONS
 from brainml.report import NOT_BRAIN_MRI, batch_csv, batch_row, batch_summary
 from ui import loaders, state, views
@@ -27,9 +27,12 @@ if uploads:
         st.dataframe([{"File": upload.name, "Size (kB)": round(upload.size / 1024, 1)} for upload in uploads],
                      hide_index=True, width="stretch", height="content", key="batch_uploaded_files",
                      column_config={"File": st.column_config.TextColumn(width="large")})
+# Real-data models get the real example slices: synthetic ones are unlike what they learned from.
+real_examples = not models.detector.card.trained_on_synthetic
 if not uploads:
-    use_examples = st.toggle("Try it on the built-in examples", key="batch_use_examples",
-                             help="Runs the batch on BrainML's synthetic example scans.")
+    examples_help = ("Runs the batch on BrainML's real example slices, from patients the default models never saw."
+                     if real_examples else "Runs the batch on BrainML's synthetic example scans.")
+    use_examples = st.toggle("Try it on the built-in examples", key="batch_use_examples", help=examples_help)
     if not use_examples:
         st.stop()
 
@@ -37,7 +40,12 @@ threshold = state.threshold_slider(models, key="batch_threshold")
 st.caption(views.verdict_source(models))
 state.disclaimer(*models.cards)
 
-if use_examples:
+if use_examples and real_examples:
+    items = [loaders.BatchItem(example.path.name, scan=loaders.real_example_scan(example.key))
+             for example in REAL_EXAMPLES]
+    images = [item.scan.image for item in items]
+    slices = [None] * len(items)
+elif use_examples:
     items = [loaders.BatchItem(example.file_name, scan=None) for example in EXAMPLES]
     images = [loaders.example_case(example.key).image for example in EXAMPLES]
     slices = [None] * len(EXAMPLES)

@@ -38,6 +38,7 @@ OTHER_PATH = "other"
 NO_CLASSIFIER = "none"
 
 DISCLAIMER = "**Research and teaching tool, not a diagnosis.**"
+REPEATED_DISCLAIMER = "A research and teaching tool, not a diagnosis."
 
 # The sidebar's page list (Streamlit's own is switched off in .streamlit/config.toml: it would call the home page
 # "streamlit app" after its file).
@@ -274,17 +275,19 @@ def _adopt(key: str) -> None:
 
 
 def threshold_slider(models: loaders.Models, key: str, label: str = "Decision threshold", help: str | None = None,
-                     container=st) -> float:
+                     container=st, narrow: bool = False) -> float:
     """A slider bound to the shared threshold, with a box beside it to type a value: moving either on one page
     moves both on every page. When the threshold is not the detector card's, a line says so and offers a reset
-    (a threshold set on the explorer otherwise follows the user silently).
+    (a threshold set on the explorer otherwise follows the user silently). ``narrow``: give the box more of the
+    width, for a slider drawn in a narrow column.
 
     Returns:
         The threshold after this run's interaction.
     """
     typed_key = f"{key}_typed"
     st.session_state[key] = st.session_state[typed_key] = current_threshold(models)
-    slider_column, typed_column = container.columns([4, 1], vertical_alignment="bottom")
+    # In a narrow column (Detect's right-hand one) a fifth of the width wraps the box's label mid-word.
+    slider_column, typed_column = container.columns([3, 2] if narrow else [4, 1], vertical_alignment="bottom")
     slider_column.slider(
         label, min_value=0.0, max_value=1.0, step=THRESHOLD_STEP, format="%.3f", key=key,
         on_change=_adopt, args=(key,),
@@ -298,7 +301,7 @@ def threshold_slider(models: loaders.Models, key: str, label: str = "Decision th
     card_threshold = models.cascade.default_threshold
     if threshold != card_threshold:
         places = max(3, decimals(threshold, card_threshold))
-        note, reset = container.columns([4, 1], vertical_alignment="center")
+        note, reset = container.columns([3, 2] if narrow else [4, 1], vertical_alignment="center")
         note.caption(f":material/tune: The threshold in use, **{threshold:.{places}f}**, is not the detector card's "
                      f"(**{card_threshold:.{places}f}**): it was moved here or on another page, and every page "
                      "uses it.")
@@ -317,6 +320,8 @@ def disclaimer(*cards, container=st) -> None:
         text = " ".join(f"{roles[card.task]}: {card.notice}" for card in cards)
     else:
         text = notices[0] if notices else ""
+    # Cards trained here end their notice with the sentence the bold lead already says; say it once.
+    text = text.replace(REPEATED_DISCLAIMER, "").replace("  ", " ").strip()
     container.warning(f"{DISCLAIMER} {text}".strip(), icon=":material/info:")
 
 

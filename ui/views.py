@@ -99,6 +99,10 @@ def _data_identity(card) -> tuple:
     return data.get("path"), data_total(card), card.trained_on_synthetic
 
 
+# The public archives a card's per-source metrics name, as their authors spell them.
+SOURCE_NAMES = {"br35h": "Br35H", "figshare": "figshare", "sartaj": "SARTAJ"}
+
+
 def learned_from_line(models: loaders.Models) -> str:
     """What the models learned from and what their test figures can and cannot say, read from the cards: shown
     beside every verdict, because a number on the screen invites more trust than the data behind it earns."""
@@ -118,10 +122,13 @@ def learned_from_line(models: loaders.Models) -> str:
                              f"figures come from the same generator, so how {does} on real scans is not measured.")
         else:
             sources = ((card.metrics or {}).get("by_source") or {}).get("groups") or []
-            named = f" ({', '.join(sources)})" if sources else ""
+            named = [SOURCE_NAMES.get(source, source) for source in sources if source != "unknown"]
+            named = f" ({', '.join(named)})" if named else ""
+            # The total counts every split; the card's notice counts the training part alone.
+            size = f"the training part of a set of {total:,} " if total else ""
             sentences.append(f"{role} learned from {size}public brain MRI slices{named}; the test figures come from "
-                             f"the same public sources, so how {does} on another hospital's scanner is not "
-                             "measured.")
+                             f"held-out patients of the same public sources, so how {does} on another hospital's "
+                             "scanner is not measured.")
     sentences.append("A research and teaching tool, not a diagnosis.")
     return " ".join(sentences)
 
@@ -182,11 +189,15 @@ def _withheld(diagnosis: Diagnosis, models: loaders.Models, prefix: str, contain
     reason = (diagnosis.note or "").split("no verdict.", 1)[-1].strip()
     if reason:
         container.markdown(reason)
-    container.markdown(
-        f"Out-of-distribution score **{diagnosis.ood_score:.2f}**: 1 is the guard's boundary, and higher is less "
-        "like the brain MRI slices the models learned from. The models answer anything they are shown, so an "
-        "answer here would only look trustworthy."
-    )
+    if diagnosis.ood_score is not None and diagnosis.ood_score <= 1.0:
+        # Refused for its colour alone: the guard then reports its boundary, which reads as "only just" otherwise.
+        score = (f"Out-of-distribution score **{diagnosis.ood_score:.2f}**: the guard refuses a coloured image "
+                 "whatever it shows, and scores it at least 1, its boundary.")
+    else:
+        score = (f"Out-of-distribution score **{diagnosis.ood_score:.2f}**: 1 is the guard's boundary, and higher is "
+                 "less like the brain MRI slices the models learned from.")
+    container.markdown(f"{score} The models answer anything they are shown, so an answer here would only look "
+                       "trustworthy.")
     shown = f"{prefix}_unguarded"
     if st.session_state.get(shown) != subject:
         container.button("Show the models' answer anyway", key=f"{prefix}_show_anyway", icon=":material/visibility:",

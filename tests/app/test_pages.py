@@ -27,7 +27,7 @@ def test_home_page_introduces_the_models_and_the_examples(app):
     assert any("not a diagnosis" in element.value for element in app.warning)
     assert "Detector" in text and "Type classifier" in text
     assert [button.key for button in app.button] == [
-        "home_open_glioma", "home_open_meningioma", "home_open_pituitary", "home_open_notumor"]
+        "home_open_real-glioma-1", "home_open_real-meningioma-1", "home_open_real-notumor-1", "home_open_real-pituitary-1"]
     assert len(images(app)) == 4
 
 
@@ -39,13 +39,13 @@ def test_every_page_renders_without_an_exception(open_page, name):
 
 
 def test_home_example_opens_in_detect_with_a_verdict_and_a_heatmap(app):
-    app.button(key="home_open_pituitary").click().run()
+    app.button(key="home_open_real-pituitary-1").click().run()
     assert problems(app) == []
     assert app.title[0].value == "Detect"
-    assert app.selectbox(key="detect_example").value == "pituitary"
+    assert app.selectbox(key="detect_example").value == "real-pituitary-1"
     assert verdict_of(app) in VERDICTS
     assert len(images(app)) == 2
-    assert images(app)[0].captions[0].startswith("The scan: BrainML example")
+    assert images(app)[0].captions[0].startswith("The scan: real example 'Real · pituitary tumor (figshare)'")
     assert "Grad-CAM" in images(app)[1].captions[0]
     assert any("not a diagnosis" in element.value for element in app.warning)
 

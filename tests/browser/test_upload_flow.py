@@ -1,10 +1,12 @@
 """A real browser against the running app: upload a scan, read the verdict, see the heatmap, move the threshold."""
 
 import re
+from pathlib import Path
 
 import pytest
 
-from brainml.examples import example_png
+from brainml.examples import example_png, find_real_example
+from brainml.report import WITHHELD
 
 pytestmark = pytest.mark.browser
 
@@ -64,6 +66,7 @@ def test_upload_a_png_read_the_verdict_see_the_heatmap_and_move_the_threshold(ap
     wait_until_idle(page)
 
     headline, probability, relation, threshold = verdict(page)
+    assert "Tumor likely (meningioma)" in headline  # the synthetic pair on its own kind of slice
     assert consistent(headline, probability, relation, threshold)
     scan, heatmap = (page.locator("[data-testid='stImage']").filter(has_text=text).locator("img")
                      for text in ("The scan:", "Grad-CAM"))
@@ -104,4 +107,49 @@ def test_a_text_file_named_png_shows_the_readers_message(app_url, page):
     wait_until_idle(page)
     alert = page.locator("[data-testid='stAlert']").filter(has_text="This file holds text")
     assert alert.is_visible()
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
+def upload(page, name: str, mime: str, data: bytes, headline: str) -> None:
+    """Upload a file and wait until its run shows a headline holding ``headline``: the upload itself may take
+    longer than the moment wait_until_idle gives a rerun to start."""
+    from playwright.sync_api import expect
+
+    page.locator("input[type='file']").set_input_files(files=[{"name": name, "mimeType": mime, "buffer": data}])
+    expect(page.locator("h3").filter(has_text=headline)).to_be_visible(timeout=60_000)
+    wait_until_idle(page)
+
+
+def test_the_default_pair_finds_a_real_glioma_and_withholds_its_verdict_on_a_photo(app_url, page):
+    """The default real-MRI pair, as a new user meets it: a real slice gets a verdict and a heatmap; a colour
+    photo gets no verdict until asked, and then only an answer marked as unguarded."""
+    from matplotlib import cbook
+    from playwright.sync_api import expect
+
+    page.goto(f"{app_url}/Detect")
+    wait_until_idle(page)
+    page.get_by_text("Upload a scan").click()
+    wait_until_idle(page)
+
+    upload(page, "glioma.jpg", "image/jpeg", find_real_example("real-glioma-1").read_bytes(), headline="Tumor likely")
+    headline, probability, relation, threshold = verdict(page)
+    assert "Tumor likely (glioma)" in headline and relation == "≥" and probability > threshold
+    for text in ("The scan: uploaded JPEG", "Grad-CAM of the detector's tumor score"):
+        picture = page.locator("[data-testid='stImage']").filter(has_text=text).locator("img")
+        assert picture.is_visible() and picture.evaluate("image => image.complete && image.naturalWidth") > 0
+    assert page.get_by_text(WITHHELD).count() == 0
+
+    photo = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).read_bytes()
+    upload(page, "grace_hopper.jpg", "image/jpeg", photo, headline=WITHHELD)
+    assert page.get_by_text("of its pixels are coloured; MRI slices are grey.").is_visible()
+    assert page.locator("h3").filter(has_text=re.compile("Tumor likely|No tumor found")).count() == 0
+    assert not page.get_by_text(VERDICT).first.is_visible()
+
+    heatmap = page.locator("[data-testid='stImage']").filter(has_text="the models' unguarded score: no verdict")
+    assert heatmap.locator("img").is_visible()
+
+    page.get_by_role("button", name="Show the models' answer anyway").click()
+    expect(page.locator("h4").filter(has_text="Unguarded: ")).to_be_visible(timeout=60_000)
+    wait_until_idle(page)
+    assert page.locator("h3").filter(has_text=WITHHELD).is_visible()  # still no verdict of its own
     assert page.locator("[data-testid='stException']").count() == 0
