@@ -10,10 +10,10 @@
 #
 # The split is group-disjoint over the whole set (Training/ and Testing/ together; seed 0): no patient and no copy of
 # a slice, mirrored or not, is on two sides. One network learns the four classes, starting from the synthetic-data
-# classifier in models/synthetic/ (our stand-in for ImageNet weights, which cannot be downloaded here); it is
-# temperature-scaled on validation, the detector is read off it as P(tumor) = 1 - P(notumor) with its recall-first
-# threshold chosen on validation, and the out-of-distribution guard is fitted on its training features. Test figures
-# come from the group-disjoint test part only.
+# classifier in models/synthetic/ (our stand-in for ImageNet weights, which cannot be downloaded here), with
+# augmentation for real scans. It is temperature-scaled on validation, the detector is read off it as
+# P(tumor) = 1 - P(notumor) with its threshold the highest that keeps validation recall >= 0.99, and the
+# out-of-distribution guard is fitted on its training features. Test figures come from the group-disjoint test part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:?usage: scripts/train_default_models.sh DATA_DIR}
@@ -25,10 +25,10 @@ LICENCE="CC0 1.0 (the merge); figshare slices CC BY 4.0 (Cheng et al. 2015)"
 
 python -m brainml train --task classify --data "$DATA" --out models/classifier --split groups --seed 0 \
   --data-name "$NAME" --data-licence "$LICENCE" \
-  --init-from models/synthetic/classifier.json --epochs "$EPOCHS" --lr 0.001 --schedule cosine --patience "$EPOCHS" \
-  --time-limit "$TIME_LIMIT"
+  --init-from models/synthetic/classifier.json --augmentation strong --epochs "$EPOCHS" --lr 0.001 --schedule cosine \
+  --patience "$EPOCHS" --time-limit "$TIME_LIMIT"
 python -m brainml calibrate --model models/classifier.json --data "$DATA"
-python -m brainml train --task detect --data "$DATA" --out models/detector --split groups --seed 0 \
+python -m brainml train --task detect --data "$DATA" --out models/detector --split groups --seed 0 --recall-target 0.99 \
   --data-name "$NAME" --data-licence "$LICENCE" \
   --from-classifier models/classifier.json
 python -m brainml guard --model models/classifier.json --data "$DATA"
@@ -39,5 +39,5 @@ for model in detector classifier; do
   python -m brainml explain --choose-layercam-layer --model "models/$model.json" --data "$DATA" --split validation \
     --per-class 40 --update-card
   python -m brainml evaluate --model "models/$model.json" --data "$DATA" --split held-out --update-card
-  python -m brainml explain --evaluate --model "models/$model.json" --data "$DATA" --split held-out --per-class 60 --update-card
+  python -m brainml explain --evaluate --model "models/$model.json" --data "$DATA" --split held-out --per-class 40 --update-card
 done
