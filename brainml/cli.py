@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="start from this bundle's weights (same task, architecture, --data and --seed); --size may differ")
     train.add_argument("--no-augment", dest="augment", action="store_false",
                        help="no random flips, rotations, zooms or contrast changes of training images")
+    train.add_argument("--mask-weight", type=float, default=1.0,
+                       help="weight of the lesion-map loss where the data set has masks (0 turns mask supervision off)")
     train.add_argument("--augmentation", choices=("standard", "strong"), default="standard",
                        help="strong: wider rotations, zooms and shifts, brightness and noise (for real scans)")
     train.add_argument("--split", choices=("groups", "official"), default="groups",
@@ -185,7 +187,7 @@ def _train(args) -> int:
         max_images=args.max_images, distribute=args.distribute, augment=args.augment,
         from_classifier=args.from_classifier, init_from=args.init_from, schedule=args.schedule, time_limit_minutes=args.time_limit,
         split=args.split, test_split=args.test_split, remove_leaks=args.remove_leaks, augmentation=args.augmentation,
-        data_name=args.data_name, data_licence=args.data_licence,
+        data_name=args.data_name, data_licence=args.data_licence, mask_weight=args.mask_weight,
     )
     result = train(config, log=lambda line: print(line, flush=True))
     print(_summary(result.card.metrics))
