@@ -352,3 +352,39 @@ def heat_map(heat, colormap: str = "jet", title: str | None = None) -> go.Figure
     figure.update_xaxes(visible=False, range=[-0.5, width - 0.5], constrain="domain")
     figure.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x", scaleratio=1, constrain="domain")
     return _layout(figure, title, height=520, plot_bgcolor="black")
+
+
+def slice_strip(probabilities, threshold: float, current: int | None = None, skipped=None, withheld=None,
+                truth: tuple[int, int] | None = None, title: str | None = None) -> go.Figure:
+    """P(tumor) along a volume's slices, one bar per slice, with the threshold line and the slice on show.
+
+    Args:
+        probabilities: (n,) P(tumor) per slice; NaN where there is none.
+        skipped, withheld: (n,) bool: slices with too little head, and slices the guard refused (grey ticks at 0).
+        truth: (first, last) slices that hold the lesion, when known (the Lab's volume): shaded.
+    """
+    probabilities = np.asarray(probabilities, float)
+    slices = np.arange(len(probabilities))
+    scored = ~np.isnan(probabilities)
+    values = np.nan_to_num(probabilities)
+    colours = np.where(values >= threshold, TUMOR_COLOUR, CLEAR_COLOUR)
+    figure = go.Figure(go.Bar(
+        x=slices[scored], y=values[scored], marker_color=colours[scored], marker_line_width=0, name="P(tumor)",
+        hovertemplate="slice %{x}<br>P(tumor) %{y:.3f}<extra></extra>"))
+    for mask, label, symbol in ((skipped, "skipped: too little head", "line-ns-open"),
+                                (withheld, "withheld: not like brain MRI", "x-thin-open")):
+        if mask is not None and np.any(mask):
+            figure.add_trace(go.Scatter(
+                x=slices[np.asarray(mask, bool)], y=np.zeros(int(np.sum(mask))), mode="markers", name=label,
+                marker=dict(color=NEUTRAL_COLOUR, symbol=symbol, size=7), hovertemplate=f"slice %{{x}}: {label}<extra></extra>"))
+    figure.add_hline(y=threshold, line=dict(color=POINT_COLOUR, dash="dash", width=1),
+                     annotation_text=f"threshold {threshold:.3f}", annotation_position="top left")
+    if truth is not None:
+        figure.add_vrect(x0=truth[0] - 0.5, x1=truth[1] + 0.5, fillcolor="#e5a02a", opacity=0.18, line_width=0,
+                         annotation_text="lesion (truth)", annotation_position="top right")
+    if current is not None:
+        figure.add_vline(x=current, line=dict(color=POINT_COLOUR, width=2))
+    figure.update_xaxes(title_text="slice", range=[-0.5, len(probabilities) - 0.5])
+    figure.update_yaxes(title_text="P(tumor)", range=[0, 1.05])
+    return _layout(figure, title, height=230, bargap=0.05, showlegend=bool(np.any(skipped) or np.any(withheld)),
+                   clickmode="event+select")

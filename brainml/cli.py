@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--test-fraction", type=float, default=0.2, help="share of images in Testing/ (default 0.2)")
     synth.add_argument("--workers", type=int, default=None, help="processes to use (default: all cores)")
     synth.add_argument("--sheet", help="write a contact sheet PNG of --n cases (default 32) instead of a data set")
+    synth.add_argument("--example-volume", metavar="FILE.nii.gz",
+                       help="write the built-in example volume (a whole head with a glioma) and its mask beside it")
     synth.set_defaults(handler=_synth)
 
     train = commands.add_parser("train", help="train a detector or a type classifier and write its bundle")
@@ -102,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--detector", default=str(DEFAULT_MODELS / "detector.json"))
     predict.add_argument("--classifier", default=str(DEFAULT_MODELS / "classifier.json"), help="'none' for detector only")
     predict.add_argument("--slice", type=int, default=None, help="slice of a volume to read (default: the one with most brain)")
+    predict.add_argument("--all-slices", action="store_true",
+                         help="score every slice of a volume or series: one line per slice, then a summary")
+    predict.add_argument("--plane", default="axial", choices=("axial", "coronal", "sagittal"),
+                         help="with --all-slices: the plane to slice a volume along (default axial, as the models learned)")
+    predict.add_argument("--csv", default=None, metavar="PATH",
+                         help="with --all-slices: also write the per-slice table to PATH (one file: PATH; several: "
+                              "PATH with the file's name added before .csv)")
     predict.add_argument("--json", action="store_true", help="one JSON object per input, one per line")
     predict.add_argument("--no-guard", dest="guard", action="store_false",
                          help="answer even for images unlike the brain MRI slices the models learned from")
@@ -165,6 +174,18 @@ def _synth(args) -> int:
     from . import synth
 
     config = synth.SynthConfig(size=args.size)
+    if args.example_volume:
+        from .example_volume import example_volume
+
+        example = example_volume()
+        path = Path(args.example_volume)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(example.nifti_bytes())
+        mask_path = path.with_name(path.name.replace(".nii", "_mask.nii"))
+        mask_path.write_bytes(example.mask_nifti_bytes())
+        first, last = example.lesion_slices
+        print(f"wrote {path} and {mask_path} (tumor on axial slices {first}-{last})")
+        return 0
     if args.sheet:
         count = args.n if args.n != 2000 else 32
         synth.contact_sheet(synth.sample_cases(count, args.seed, config)).save(args.sheet)
@@ -219,12 +240,17 @@ def _predict(args) -> int:
 
     classifier = None if args.classifier.lower() == "none" else args.classifier
     cascade = Cascade.from_paths(args.detector, classifier)
+    if args.csv and not args.all_slices:
+        raise SystemExit("--csv writes the per-slice table of --all-slices; add --all-slices.")
     for file in args.files:
         record = {"file": file, "ok": False, "error": None, "tumor_probability": None, "tumor": None,
                   "threshold": None, "type": None, "type_probabilities": None, "brain_mri": None, "ood_score": None,
                   "note": None, "models": cascade.model_labels}
         try:
             scan = read_scan(file, name=os.path.basename(file), slice_index=args.slice)
+            if args.all_slices:
+                _predict_slices(args, cascade, scan, record)
+                continue
             diagnosis = cascade.run([scan.image], threshold=args.threshold,
                                     colour_saturations=[scan.metadata.get("colour_saturation", 0.0)],
                                     guard=args.guard)[0]
@@ -233,6 +259,34 @@ def _predict(args) -> int:
             record["error"] = str(error)
         print(json.dumps(record) if args.json else _verdict_line(record), flush=True)
     return 0
+
+
+def _predict_slices(args, cascade, scan, blank: dict) -> None:
+    """``predict --all-slices``: one record per slice of ``scan`` (the single-slice fields, None where a slice was
+    skipped, and ``slice``, ``scored``, ``skipped``), then the volume's summary."""
+    from .volume import score_volume
+
+    file = blank["file"]
+    threshold = cascade.default_threshold if args.threshold is None else args.threshold
+    scores = score_volume(cascade, scan, plane=args.plane, guard=args.guard).at(threshold)
+    for score in scores.slices:
+        record = {**blank, "ok": True, **score.to_dict()}
+        if args.json:
+            print(json.dumps(record), flush=True)
+        elif score.diagnosis is None:
+            print(f"{file} slice {score.index}: skipped: {score.skipped}", flush=True)
+        else:
+            print(_verdict_line({**record, "file": f"{file} slice {score.index}"}), flush=True)
+    summary = {"file": file, **scores.summary(), "models": cascade.model_labels}
+    print(json.dumps(summary) if args.json else f"{file}: {scores.verdict_text()} ({summary['n_scored']} slices "
+          f"scored, {summary['n_skipped']} skipped, {summary['n_withheld']} withheld by the guard)", flush=True)
+    if args.csv:
+        path = Path(args.csv)
+        if len(args.files) > 1:
+            path = path.with_name(f"{path.stem}_{Path(file).name.split('.')[0]}{path.suffix or '.csv'}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(scores.to_csv())
+        print(f"wrote {path}", file=sys.stderr)
 
 
 def _explain(args) -> int:

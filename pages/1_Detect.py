@@ -3,9 +3,11 @@
 import streamlit as st
 
 from brainml import charts, viz
+from brainml.example_volume import TITLE as EXAMPLE_VOLUME_TITLE
 from brainml.examples import EXAMPLES, REAL_EXAMPLES, find_example, find_real_example
 from brainml.io import READABLE, SUPPORTED_EXTENSIONS, ScanError
 from brainml.report import html_report
+from brainml.volume import PLANES
 from ui import imaging, loaders, state, views
 
 state.page_setup("Detect")
@@ -14,7 +16,12 @@ models = loaders.models_or_stop(choice)
 
 
 
+VOLUME_EXAMPLE = "volume-glioma"
+
+
 def example_title(key: str) -> str:
+    if key == VOLUME_EXAMPLE:
+        return f"Synthetic · {EXAMPLE_VOLUME_TITLE}"
     return find_real_example(key).title if key.startswith("real-") else f"Synthetic · {find_example(key).title}"
 
 
@@ -26,12 +33,15 @@ source = state.remembered(top[0].radio, "Source", key="detect_source", default=S
 if source == SOURCES[0]:
     example_key = state.remembered(
         top[1].selectbox, "Example", key="detect_example", default=REAL_EXAMPLES[0].key,
-        options=[e.key for e in REAL_EXAMPLES] + [e.key for e in EXAMPLES], format_func=example_title,
-        help="Real slices from patients the default models never saw (sources in brainml/assets/NOTICE.md), and "
-             "synthetic slices with a known answer; the Lab makes more.",
+        options=[e.key for e in REAL_EXAMPLES] + [VOLUME_EXAMPLE] + [e.key for e in EXAMPLES], format_func=example_title,
+        help="Real slices from patients the default models never saw (sources in brainml/assets/NOTICE.md), a "
+             "synthetic whole-head volume, and synthetic slices with a known answer; the Lab makes more.",
     )
     scan_id = f"example:{example_key}"
-    if example_key.startswith("real-"):
+    if example_key == VOLUME_EXAMPLE:
+        scan = loaders.example_volume_scan()
+        description = f"BrainML example volume (synthetic, {scan.n_slices} axial slices)"
+    elif example_key.startswith("real-"):
         real = find_real_example(example_key)
         scan = loaders.real_example_scan(example_key)
         image = scan.image
@@ -65,31 +75,53 @@ else:
         st.error(str(error), icon=":material/error:")
         st.stop()
     scan_id = f"upload:{upload.file_id}"
-    if st.session_state.get("detect_scan_id") != scan_id:
-        # A new scan starts on its own default slice and window.
-        st.session_state["detect_slice"] = scan.chosen_slice
-        st.session_state["detect_level"], st.session_state["detect_width"] = 0.5, 1.0
-    controls = st.columns([2, 1]) if scan.n_slices > 1 else [st.container(), None]
-    slice_index = scan.chosen_slice
-    if scan.n_slices > 1:
-        slice_index = controls[0].slider("Slice", 0, scan.n_slices - 1, key="detect_slice",
-                                         help="The reader starts on the slice with the most brain (NIfTI) or the "
-                                              "middle of a DICOM series.")
-    image = scan.slice(slice_index)
-    if scan.format in ("DICOM", "NIfTI"):
-        with (controls[1] if controls[1] is not None else st).expander("Window / level"):
-            level = st.slider("Level", 0.0, 1.0, step=0.01, key="detect_level")
-            width = st.slider("Width", 0.05, 1.0, step=0.01, key="detect_width")
-            st.caption("Adjusts the file's own window (shown as level 0.5, width 1.0). The models see the "
-                       "re-windowed slice too.")
-        image = imaging.rewindow(image, level, width)
+    image = scan.image
     height, width_px = image.shape
-    volume = f", slice {slice_index + 1} of {scan.n_slices}" if scan.n_slices > 1 else ""
-    description = f"uploaded {scan.format}, {width_px} × {height} pixels{volume}"
+    description = f"uploaded {scan.format}, {width_px} × {height} pixels"
+
+if st.session_state.get("detect_scan_id") != scan_id:
+    # A new scan starts on its own default window and plane (and, for a volume, its most suspicious slice).
+    st.session_state["detect_level"], st.session_state["detect_width"] = 0.5, 1.0
+    st.session_state["detect_plane"] = PLANES[0]
+    st.session_state.pop("detect_volume_key", None)
+view = None
+windowed = scan is not None and scan.format in ("DICOM", "NIfTI")
+if scan is not None and scan.n_slices > 1:
+    controls = st.columns([1, 3, 1], vertical_alignment="bottom")
+    plane = PLANES[0]
+    if scan.format == "NIfTI":
+        plane = controls[0].selectbox("Plane", PLANES, key="detect_plane",
+                                      help="Axial is the plane the models learned from; coronal and sagittal slices "
+                                           "are cut across the volume.")
+    view = loaders.volume_view_or_stop(models, scan, scan_id, plane, st.session_state.get("detect_level", 0.5),
+                                       st.session_state.get("detect_width", 1.0))
+    if st.session_state.get("detect_volume_key") != (scan_id, plane):
+        # The page opens on the most suspicious slice of a new volume or plane.
+        best = view.scores.slice_of_max
+        st.session_state["detect_slice"] = best if best is not None else min(scan.chosen_slice, len(view.stack) - 1)
+        st.session_state["detect_volume_key"] = (scan_id, plane)
+    slice_index = controls[1].slider("Slice", 0, len(view.stack) - 1, key="detect_slice",
+                                     help="Opens on the slice with the highest P(tumor); click a bar of the chart "
+                                          "below to jump to its slice.")
+    image = view.stack[slice_index]
+    description += f", {plane} slice {slice_index} of 0–{len(view.stack) - 1}"
+    volume_area = st.container()
+if windowed:
+    with (controls[2] if view is not None else st).expander("Window / level"):
+        level = st.slider("Level", 0.0, 1.0, step=0.01, key="detect_level")
+        width = st.slider("Width", 0.05, 1.0, step=0.01, key="detect_width")
+        st.caption("Adjusts the file's own window (shown as level 0.5, width 1.0). The models see the "
+                   "re-windowed slices too.")
+    if view is None:
+        image = imaging.rewindow(image, level, width)
 st.session_state["detect_scan_id"] = scan_id
 
-with st.spinner("Running the models…"):
-    first_pass = loaders.diagnose_or_stop(models, image, scan)
+scored = view.scores.slices[slice_index] if view is not None else None
+if scored is not None and scored.diagnosis is not None:
+    first_pass = scored.diagnosis  # the volume pass already diagnosed this slice
+else:
+    with st.spinner("Running the models…"):
+        first_pass = loaders.diagnose_or_stop(models, image, scan)
 
 left, right = st.columns([3, 2], gap="large")
 with right:
@@ -97,6 +129,9 @@ with right:
     diagnosis = first_pass.at(threshold)
     st.session_state["detect_last"] = {"tumor_probability": diagnosis.tumor_probability, "scan": description,
                                        "withheld": diagnosis.withheld}
+    if scored is not None and scored.diagnosis is None:
+        st.warning("This slice has too little head on it to be scored with the volume, and the volume's verdict "
+                   "leaves it out. The answer below is the models' on this slice alone.", icon=":material/warning:")
     views.verdict(diagnosis, models, "detect", subject=scan_id)
     state.disclaimer(*models.cards)
 
@@ -135,6 +170,11 @@ with left:
     downloads[1].download_button("Download a report (HTML)", report, file_name="brainml_report.html",
                                  mime="text/html", key="detect_download_report", icon=":material/description:",
                                  width="stretch")
+
+if view is not None:
+    with volume_area:
+        views.volume_strip(view.scores.at(threshold), slice_index, key="detect_strip", slider_key="detect_slice",
+                           file_stem=(scan.name or "volume").split(".")[0])
 
 if scan is not None:
     with st.expander("About this file (no patient data: the reader keeps no names, IDs or dates)"):

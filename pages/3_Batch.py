@@ -16,8 +16,8 @@ models = loaders.models_or_stop(choice)
 
 st.title("Batch")
 st.markdown(f"Drop many scans, or a zip of them: {READABLE}. Each file gets a row; a file that cannot be read gets "
-            "its reason and the batch goes on. Volumes are read on their default slice (the one with most brain, or "
-            "the middle of a DICOM series).")
+            "its reason and the batch goes on. A volume or DICOM series is scored on every slice and gets one row, "
+            "its most suspicious slice; its per-slice table is below the batch table.")
 uploads = st.file_uploader("Scans", type=list(SUPPORTED_EXTENSIONS), accept_multiple_files=True, key="batch_upload",
                            help="Files stay in this server's memory for this session; nothing is written to disk.")
 use_examples = False
@@ -54,12 +54,23 @@ else:
     images = [item.scan.image if item.scan is not None else None for item in items]
     slices = [item.scan.chosen_slice if item.scan is not None and item.scan.n_slices > 1 else None for item in items]
 
-progress = st.progress(0.0, text="Running the models…")
-results = []
-for done, (item, image) in enumerate(zip(items, images), start=1):
-    results.append(loaders.diagnose_or_stop(models, image, item.scan) if image is not None else item.error)
-    progress.progress(done / len(items), text=f"Running the models… {done} of {len(items)}")
-progress.empty()
+# One batched cascade pass for the single slices; each volume is scored on every slice (its own batched pass).
+single = [position for position, (item, image) in enumerate(zip(items, images))
+          if image is not None and (item.scan is None or item.scan.n_slices == 1)]
+results: list = [item.error for item in items]
+with st.spinner(f"Running the models on {len(single)} slices…"):
+    diagnoses = loaders.diagnose_many_or_stop(models, [images[i] for i in single], [items[i].scan for i in single])
+for position, diagnosis in zip(single, diagnoses):
+    results[position] = diagnosis
+volumes = {}
+for position, item in enumerate(items):
+    if item.scan is not None and item.scan.n_slices > 1:
+        view = loaders.volume_view_or_stop(models, item.scan, f"batch:{position}:{item.name}")
+        volumes[position] = view.scores.at(threshold)
+        results[position] = view.scores.representative()
+        slices[position] = view.scores.slice_of_max
+        if slices[position] is not None:
+            images[position] = view.stack[slices[position]]
 
 rows = [batch_row(item.name, result, threshold, slice_index)
         for item, result, slice_index in zip(items, results, slices)]
@@ -74,6 +85,10 @@ cells[3].metric("Not brain MRI", counts[NOT_BRAIN_MRI],
 cells[4].metric("Unreadable", counts["unreadable"])
 
 views.batch_table(rows, threshold, key="batch_table")
+for position, scores in volumes.items():
+    views.volume_strip(scores, slices[position] if slices[position] is not None else 0, key=f"batch_volume_{position}",
+                       slider_key=None, file_stem=items[position].name.split("/")[-1].split(".")[0],
+                       title=items[position].name)
 st.download_button("Download the table (CSV)", batch_csv(rows, threshold, models.cascade.model_labels),
                    file_name="brainml_batch.csv", mime="text/csv", key="batch_download_csv",
                    icon=":material/download:")

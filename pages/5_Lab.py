@@ -22,7 +22,7 @@ choice = state.model_picker(
 models = loaders.models_or_stop(choice)
 
 st.title("Lab")
-case_tab, prep_tab = st.tabs(["A tumor to order", "From scan to model input"])
+case_tab, volume_tab, prep_tab = st.tabs(["A tumor to order", "A whole volume", "From scan to model input"])
 
 
 def next_case() -> None:
@@ -94,6 +94,42 @@ with case_tab:
             st.markdown(f"**{share:.0%}** of the heatmap's energy lies inside the tumor, which covers "
                         f"{case.mask.mean():.1%} of the slice.")
         state.disclaimer(*models.cards)
+
+with volume_tab:
+    example = loaders.example_volume()
+    first, last = example.lesion_slices
+    st.markdown(f"The example volume: a whole head (Colin27 anatomy) rendered as post-contrast T1, with a glioma on "
+                f"axial slices **{first}–{last}** (shaded below). Every slice is scored; compare where P(tumor) is "
+                "high with where the tumor truly is.")
+    volume_scan = loaders.example_volume_scan()
+    view = loaders.volume_view_or_stop(models, volume_scan, "example:volume-glioma")
+    scores = view.scores.at(state.threshold_for(models))
+    best = scores.slice_of_max
+    if "lab_volume_slice" not in st.session_state:
+        st.session_state["lab_volume_slice"] = best if best is not None else volume_scan.chosen_slice
+    slice_index = st.slider("Slice", 0, len(view.stack) - 1, key="lab_volume_slice",
+                            help="Click a bar of the chart to jump to its slice.")
+    views.volume_strip(scores, slice_index, key="lab_volume_strip", slider_key="lab_volume_slice",
+                       file_stem="example_volume", truth=(first, last), title="The models on this volume")
+    found = set(i for run in scores.tumor_runs for i in range(run[0], run[1] + 1))
+    lesion = set(range(first, last + 1))
+    if best is not None:
+        inside = "inside" if first <= best <= last else "outside"
+        st.markdown(f"The most suspicious slice, **{best}**, is **{inside}** the tumor. At this threshold the models "
+                    f"call tumor on **{len(found & lesion)} of the {len(lesion)}** slices that hold it, and on "
+                    f"**{len(found - lesion)}** slices that do not.")
+    slice_image = view.stack[slice_index]
+    slice_mask = example.mask_slices()[slice_index]
+    volume_map = loaders.heatmap(models, slice_image, loaders.DEFAULT_METHOD)
+    shown = st.columns(2)
+    shown[0].image(viz.mask_outline(slice_image, slice_mask, TRUTH_COLOUR, width=2) if slice_mask.any() else slice_image,
+                   caption=f"Slice {slice_index}: " + ("the tumor outlined in green" if slice_mask.any() else "no tumor on this slice"),
+                   width="stretch")
+    volume_overlay = viz.overlay(slice_image, volume_map.map, contour=True)
+    if slice_mask.any():
+        volume_overlay = viz.mask_outline(volume_overlay, slice_mask, TRUTH_COLOUR, width=1)
+    shown[1].image(volume_overlay, width="stretch",
+                   caption=f"Where the model looked: {loaders.method_label(loaders.DEFAULT_METHOD)} of the tumor score")
 
 with prep_tab:
     st.markdown("Every model sees a slice the same way, in training and here: crop to the head, resize to the "

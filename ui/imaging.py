@@ -14,12 +14,14 @@ def rewindow(slice2d: np.ndarray, level: float, width: float) -> np.ndarray:
     models, as a radiologist's window would change what they see.
 
     Args:
-        slice2d: (H, W) float32 in [0, 1].
+        slice2d: (H, W) float32 in [0, 1], or a stack of them (N, H, W).
         level: the window's centre, in [0, 1].
         width: the window's width, in (0, 1].
     Returns:
-        (H, W) float32 in [0, 1].
+        The same shape, float32 in [0, 1].
     """
+    if float(level) == 0.5 and float(width) == 1.0:
+        return np.asarray(slice2d, np.float32)  # the file's own window: nothing to do (and no copy of a volume)
     width = max(float(width), 1e-3)
     low = float(level) - width / 2
     return np.clip((np.asarray(slice2d, np.float32) - low) / width, 0.0, 1.0).astype(np.float32)

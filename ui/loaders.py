@@ -22,6 +22,8 @@ from brainml import charts, examples, metrics
 from brainml.bundle import BundleError, ModelBundle, ModelCard, card_path_for, load_bundle, read_card
 from brainml.io import Scan, ScanError, read_scan, zip_members
 from brainml.predict import Cascade, Diagnosis
+from brainml.volume import VolumeScores, score_stack, stack_along
+from ui import imaging
 
 
 def _stamp(path: str) -> float:
@@ -234,6 +236,22 @@ def real_example_scan(key: str) -> Scan:
     return read_scan(examples.find_real_example(key).path)
 
 
+@st.cache_resource(show_spinner="Making the example volume…", max_entries=1)
+def example_volume():
+    """The built-in example volume (:mod:`brainml.example_volume`), made once per process."""
+    from brainml.example_volume import example_volume as make
+
+    return make()
+
+
+@st.cache_resource(show_spinner=False, max_entries=1)
+def example_volume_scan() -> Scan:
+    """The example volume read through the same reader as an uploaded NIfTI file."""
+    from brainml.example_volume import NAME
+
+    return read_scan(example_volume().nifti_bytes(), name=NAME)
+
+
 @st.cache_resource(show_spinner="Generating the case…", max_entries=32)
 def lab_case(label: str, contrast: str, plane: str, radius_mm: float | None, position: tuple | None, seed: int):
     """A case made to order for the Lab (see :func:`brainml.examples.made_to_order`), generated once."""
@@ -261,6 +279,24 @@ def diagnose(models_: Models, image: np.ndarray, scan: Scan | None = None) -> Di
     return _diagnose(models_.key, np.ascontiguousarray(image, dtype=np.float32), saturation)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _diagnose_many(model_key: tuple, images: tuple[np.ndarray, ...], colour_saturations: tuple[float, ...]) -> list[Diagnosis]:
+    detector_path, detector_stamp, classifier_path, classifier_stamp = model_key
+    cascade = _cascade(detector_path, detector_stamp, classifier_path, classifier_stamp)
+    return cascade.run(list(images), threshold=0.0, colour_saturations=list(colour_saturations))
+
+
+def diagnose_many_or_stop(models_: Models, images: list[np.ndarray], scans: list[Scan | None]) -> list[Diagnosis]:
+    """:func:`diagnose` over many slices in one batched cascade pass (Batch)."""
+    saturations = tuple(float(scan.metadata.get("colour_saturation", 0.0)) if scan is not None else 0.0 for scan in scans)
+    try:
+        return _diagnose_many(models_.key, tuple(np.ascontiguousarray(image, dtype=np.float32) for image in images),
+                              saturations)
+    except BundleError as error:
+        st.error(f"The chosen models cannot be used: {error}", icon=":material/error:")
+        st.stop()
+
+
 def diagnose_or_stop(models_: Models, image: np.ndarray, scan: Scan | None = None) -> Diagnosis:
     """:func:`diagnose` for a page: models that cannot run (a guard file gone missing) stop the page with the
     reason."""
@@ -269,6 +305,56 @@ def diagnose_or_stop(models_: Models, image: np.ndarray, scan: Scan | None = Non
     except BundleError as error:
         st.error(f"The chosen models cannot be used: {error}", icon=":material/error:")
         st.stop()
+
+
+@dataclass(frozen=True)
+class VolumeView:
+    """A volume cut along a plane and windowed (what the page shows), and the cascade's answer for every slice of
+    it, made at threshold 0."""
+
+    stack: np.ndarray
+    scores: VolumeScores
+
+
+# A session keeps the scores of its last 64 volumes (small), and the stacks of its last two (a 176-slice 256 x 256
+# stack is 46 MB): the one on show and the one before, so switching a setting back costs nothing.
+VOLUME_SCORES_KEPT = 64
+VOLUME_STACKS_KEPT = 2
+
+
+def volume_view_or_stop(models_: Models, scan: Scan, scan_id: str, plane: str = "axial", level: float = 0.5,
+                        width: float = 1.0) -> VolumeView:
+    """Every slice of ``scan`` along ``plane``, windowed, scored once per session with a progress bar; models that
+    cannot run stop the page with the reason."""
+    window = (round(float(level), 4), round(float(width), 4))
+    stack = _kept(("volume_stacks", VOLUME_STACKS_KEPT), (scan_id, plane, window),
+                  lambda: imaging.rewindow(stack_along(scan, plane), level, width))
+    return VolumeView(stack, _kept(("volume_scores", VOLUME_SCORES_KEPT), (models_.key, scan_id, plane, window),
+                                   lambda: _score_with_progress(models_, stack, plane)))
+
+
+def _kept(store_and_size: tuple[str, int], key: tuple, make):
+    """``make()``, kept in this session's ``store`` under ``key``; the oldest entries go first beyond its size."""
+    name, size = store_and_size
+    store = st.session_state.setdefault(name, {})
+    if key not in store:
+        value = make()
+        while len(store) >= size:
+            store.pop(next(iter(store)))
+        store[key] = value
+    return store[key]
+
+
+def _score_with_progress(models_: Models, stack: np.ndarray, plane: str) -> VolumeScores:
+    bar = st.progress(0.0, text=f"Scoring every slice of the volume ({len(stack)} slices)…")
+    try:
+        scores = score_stack(models_.cascade, stack, plane, progress=lambda done, total: bar.progress(
+            done / max(total, 1), text=f"Scoring every slice of the volume… {done} of {total}"))
+    except BundleError as error:
+        st.error(f"The chosen models cannot be used: {error}", icon=":material/error:")
+        st.stop()
+    bar.empty()
+    return scores
 
 
 @dataclass(frozen=True)

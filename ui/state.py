@@ -328,3 +328,10 @@ def disclaimer(*cards, container=st) -> None:
 def page_setup(title: str, icon: str = ":material/neurology:") -> None:
     """Page config shared by every page (wide layout, tab title)."""
     st.set_page_config(page_title=f"{title} · BrainML", page_icon=icon, layout="wide")
+
+
+def jump_to_clicked_slice(chart_key: str, slider_key: str) -> None:
+    """A slice chart's ``on_select``: show the slice whose bar was clicked (the slider follows)."""
+    points = (st.session_state.get(chart_key) or {}).get("selection", {}).get("points") or []
+    if points:
+        st.session_state[slider_key] = int(round(points[0]["x"]))

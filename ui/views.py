@@ -12,6 +12,7 @@ import numpy as np
 from brainml import charts, metrics
 from brainml.io import Scan
 from brainml.predict import Diagnosis
+from brainml.volume import VolumeScores
 from brainml.report import WITHHELD, decimals, metric_text, verdict_text
 
 from . import loaders, state
@@ -525,3 +526,38 @@ def interval(low: float | None, high: float | None) -> str:
     if low is None or high is None or math.isnan(low) or math.isnan(high):
         return "95% CI n/a"
     return f"95% CI {low:.1%} – {high:.1%}"
+
+
+def volume_strip(scores: VolumeScores, current: int, key: str, slider_key: str | None, file_stem: str = "volume",
+                 truth: tuple[int, int] | None = None, title: str = "Volume", container=st) -> None:
+    """A volume's verdict, P(tumor) along its slices, and every slice's answer one click away, with the table as CSV.
+    With ``slider_key``, clicking a bar moves that slice slider to the bar's slice."""
+    container.markdown(f"**{title}:** {scores.verdict_text()}")
+    withheld = [s.diagnosis is not None and s.diagnosis.withheld for s in scores.slices]
+    skipped = [s.diagnosis is None for s in scores.slices]
+    figure = charts.slice_strip(scores.tumor_probabilities, scores.threshold, current, skipped, withheld, truth)
+    jump = "ignore" if slider_key is None else (lambda: state.jump_to_clicked_slice(key, slider_key))
+    container.plotly_chart(figure, key=key, width="stretch", on_select=jump, selection_mode="points",
+                           config={"displayModeBar": False})
+    summary = scores.summary()
+    with container.expander(f"Every slice: {summary['n_scored']} scored, {summary['n_skipped']} skipped, "
+                            f"{summary['n_withheld']} withheld by the guard"):
+        st.dataframe(volume_rows(scores), key=f"{key}_table", hide_index=True, width="stretch", height=300,
+                     column_config={"P(tumor)": st.column_config.NumberColumn(format="%.3f")})
+        st.download_button("Download the per-slice table (CSV)", scores.to_csv(), file_name=f"{file_stem}_slices.csv",
+                           mime="text/csv", key=f"{key}_csv", icon=":material/download:")
+
+
+def volume_rows(scores: VolumeScores) -> list[dict]:
+    """One row per slice for a table: its number, P(tumor), verdict and type (or why it has none)."""
+    rows = []
+    for score in scores.slices:
+        diagnosis = score.diagnosis
+        if diagnosis is None:
+            rows.append({"Slice": score.index, "P(tumor)": None, "Verdict": "skipped: too little head", "Type": ""})
+        elif diagnosis.withheld:
+            rows.append({"Slice": score.index, "P(tumor)": None, "Verdict": WITHHELD, "Type": ""})
+        else:
+            rows.append({"Slice": score.index, "P(tumor)": diagnosis.tumor_probability,
+                         "Verdict": verdict_text(diagnosis), "Type": charts.class_label(diagnosis.type) if diagnosis.type else ""})
+    return rows

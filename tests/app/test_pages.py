@@ -93,7 +93,7 @@ def test_a_volume_gets_a_slice_slider_and_a_window(open_page, nifti_volume):
     assert (slider.min, slider.max) == (0, 4)
     assert "NIfTI" in at.session_state["detect_last"]["scan"]
     slider.set_value(4).run()
-    assert "slice 5 of 5" in at.session_state["detect_last"]["scan"]
+    assert "axial slice 4 of 0–4" in at.session_state["detect_last"]["scan"]
     assert verdict_of(at) in VERDICTS
     assert (at.slider(key="detect_level").value, at.slider(key="detect_width").value) == (0.5, 1.0)
     before = images(at)[0].value
