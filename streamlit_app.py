@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from brainml import charts
+from brainml import labels
 from brainml.bundle import BundleError
 from brainml.examples import REAL_EXAMPLES
 from ui import loaders, state
@@ -65,7 +65,7 @@ with left:
         for cell, name in zip(cells, ("recall", "specificity", "roc_auc")):
             value = metrics.get(name)
             text = "n/a" if value is None else f"{value:.3f}" if name == "roc_auc" else f"{value:.1%}"
-            cell.metric(charts.METRIC_LABELS.get(name, "ROC AUC"), text)
+            cell.metric(labels.metric_label(name), text)
         st.caption(f"On {metrics.get('n', '?')} held-out images: {detector_card.held_out_split or 'test split'}.")
 with right:
     if classifier_card is None:
@@ -74,7 +74,7 @@ with right:
         metrics = classifier_card.metrics
         st.markdown(f"**Type classifier** · `{classifier_card.name}` · {classifier_card.architecture}")
         st.markdown(f"Trained on {classifier_card.learned_from}. Classes: "
-                    + ", ".join(charts.class_label(name) for name in classifier_card.class_names) + ".")
+                    + ", ".join(labels.class_label(name) for name in classifier_card.class_names) + ".")
         if metrics.get("accuracy") is not None:
             cells = st.columns(3)
             cells[0].metric("Accuracy", f"{metrics['accuracy']:.1%}")

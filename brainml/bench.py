@@ -23,7 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models"
+from .labels import CLASS_NAMES, MODELS_DIR
+
 
 # Targets for a 2-vCPU host with no GPU (Streamlit Community Cloud, a free Hugging Face Space).
 TARGETS = {
@@ -40,8 +41,8 @@ TARGETS = {
 
 @dataclass
 class BenchConfig:
-    detector: str = str(DEFAULT_MODELS / "detector.json")
-    classifier: str = str(DEFAULT_MODELS / "classifier.json")
+    detector: str = str(MODELS_DIR / "detector.json")
+    classifier: str = str(MODELS_DIR / "classifier.json")
     runs: int = 50
     warmup: int = 5
     cold_starts: int = 3
@@ -144,7 +145,7 @@ def _example_slices(count: int, size: int = 256, seed: int = 7) -> list:
     from . import synth
 
     config = synth.SynthConfig(size=size)
-    return [synth.generate_case(np.random.default_rng([seed, i]), synth.CLASS_NAMES[i % 4], config).image
+    return [synth.generate_case(np.random.default_rng([seed, i]), CLASS_NAMES[i % 4], config).image
             for i in range(count)]
 
 
@@ -177,7 +178,7 @@ PEAK_MEMORY_SCRIPT = """
 import resource, sys
 import numpy as np
 from brainml.predict import Cascade
-from brainml.explain import Explainer, heatmap
+from brainml.explain.core import Explainer, heatmap
 cascade = Cascade.from_paths(sys.argv[1], sys.argv[2])
 image = np.load(sys.argv[3])
 cascade.run([image])
@@ -202,7 +203,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda line: Non
     """Measure everything; return one JSON-ready dict (stable keys, so runs can be diffed)."""
     from . import charts, metrics, viz
     from .bundle import load_bundle
-    from .explain import Explainer, heatmap
+    from .explain.core import Explainer, heatmap
     from .io import read_scan
     from .predict import Cascade, model_scores
     from .preprocess import prepare

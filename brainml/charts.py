@@ -16,6 +16,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .explain.methods import method_label
+from .labels import class_label, metric_label
 from .metrics import Calibration, Curves, OperatingPoint, ThresholdSweep
 
 # One colour per meaning, the same on every page: tumor / positive, no tumor / negative, the operating point.
@@ -32,17 +34,7 @@ METRIC_COLOURS = {
     "balanced_accuracy": "#4b4f58",
     "npv": "#45a5a8",
 }
-METRIC_LABELS = {
-    "recall": "Recall (sensitivity)",
-    "specificity": "Specificity",
-    "precision": "Precision (PPV)",
-    "npv": "NPV",
-    "accuracy": "Accuracy",
-    "balanced_accuracy": "Balanced accuracy",
-    "f1": "F1",
-}
-CLASS_LABELS = {"glioma": "Glioma", "meningioma": "Meningioma", "notumor": "No tumor", "pituitary": "Pituitary",
-                "tumor": "Tumor"}
+
 
 
 # The few parts of plotly's "plotly_white" look that these figures use. Applying the named template validates
@@ -66,11 +58,6 @@ def _layout(figure: go.Figure, title: str | None = None, height: int = 320, **ex
         **extra,
     )
     return figure
-
-
-def class_label(name: str) -> str:
-    """A class name as people read it ("notumor" -> "No tumor")."""
-    return CLASS_LABELS.get(name, name.replace("_", " ").capitalize())
 
 
 def type_probabilities(probabilities: Mapping[str, float], chosen: str | None = None,
@@ -145,8 +132,8 @@ def threshold_curves(sweep: ThresholdSweep, threshold: float,
         values = np.asarray(getattr(sweep, name), dtype=float)
         figure.add_trace(go.Scatter(
             x=x, y=values, mode="lines", line=dict(shape="vh", color=METRIC_COLOURS.get(name), width=2),
-            name=METRIC_LABELS.get(name, name), connectgaps=False,
-            hovertemplate=f"{METRIC_LABELS.get(name, name)} %{{y:.3f}} at threshold %{{x:.3f}}<extra></extra>",
+            name=metric_label(name), connectgaps=False,
+            hovertemplate=f"{metric_label(name)} %{{y:.3f}} at threshold %{{x:.3f}}<extra></extra>",
         ))
     figure.add_vline(x=float(threshold), line=dict(color=POINT_COLOUR, width=1.5, dash="dash"),
                      annotation_text=f"threshold {threshold:.3f}", annotation_position="top left")
@@ -307,16 +294,11 @@ def localisation(table: Mapping[str, Mapping[str, Mapping]], title: str | None =
                                ("energy_in_mask", "energy inside the lesion", CLEAR_COLOUR)):
         values = [float(table[method][over][key]) for method in methods]
         figure.add_trace(go.Bar(
-            x=[_method_label(method) for method in methods], y=values, name=label, marker_color=colour,
+            x=[method_label(method) for method in methods], y=values, name=label, marker_color=colour,
             text=[f"{value:.0%}" for value in values], textposition="outside", cliponaxis=False,
         ))
     figure.update_yaxes(range=[0, 1.12], tickformat=".0%")
     return _layout(figure, title, height=340, barmode="group")
-
-
-def _method_label(method: str) -> str:
-    return {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "faster-scorecam": "Faster Score-CAM",
-            "layercam": "LayerCAM", "smoothgrad": "SmoothGrad"}.get(method, method)
 
 
 def scan_with_box(image, box, title: str | None = None) -> go.Figure:

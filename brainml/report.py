@@ -17,18 +17,13 @@ from datetime import datetime, timezone
 
 from . import __version__
 from .bundle import ModelCard
-from .charts import class_label
+from .labels import class_label, metric_label, metric_text
 from .metrics import OperatingPoint
 from .predict import Diagnosis
 
 DETECTOR_METRICS = ("recall", "specificity", "precision", "npv", "accuracy", "f1", "roc_auc")
-# Areas under a curve read as decimals (0.966), proportions as percentages (97.9%), here as in the app.
-AREA_METRICS = ("roc_auc", "average_precision")
 # What a slice the out-of-distribution guard refused gets instead of a verdict.
 WITHHELD = "This does not look like a brain MRI slice; no verdict"
-METRIC_NAMES = {"recall": "Recall (sensitivity)", "specificity": "Specificity", "precision": "Precision (PPV)",
-                "npv": "Negative predictive value", "accuracy": "Accuracy", "f1": "F1", "roc_auc": "ROC AUC",
-                "macro_f1": "Macro F1", "balanced_accuracy": "Balanced accuracy"}
 
 
 def decimals(value: float, reference: float, fewest: int = 3, most: int = 17) -> int:
@@ -49,13 +44,6 @@ def verdict_text(diagnosis: Diagnosis) -> str:
     if not diagnosis.tumor:
         return "No tumor found"
     return f"Tumor likely ({class_label(diagnosis.type).lower()})" if diagnosis.type else "Tumor likely"
-
-
-def metric_text(name: str, value) -> str:
-    """A card metric as the app shows it: areas as decimals ("0.966"), proportions in percent ("97.9%")."""
-    if value is None:
-        return "n/a"
-    return f"{float(value):.3f}" if name in AREA_METRICS else f"{float(value):.1%}"
 
 
 # --- one result as HTML --------------------------------------------------------------------------------------
@@ -143,7 +131,7 @@ def _result_section(diagnosis: Diagnosis, scan: str | None) -> str:
 
 
 def _operating_point_section(point: OperatingPoint, card: ModelCard) -> str:
-    rows = [(METRIC_NAMES[name], f"{getattr(point, name):.1%}{_interval(getattr(point, name + '_ci'), name)}")
+    rows = [(metric_label(name), f"{getattr(point, name):.1%}{_interval(getattr(point, name + '_ci'), name)}")
             for name in ("recall", "specificity", "precision", "accuracy")]
     rows.append(("Confusion matrix", f"TP {point.tp} · FP {point.fp} · TN {point.tn} · FN {point.fn}"))
     split = html.escape(card.held_out_split or "held-out data")
@@ -163,7 +151,7 @@ def _card_section(title: str, card: ModelCard) -> str:
     metrics = card.metrics or {}
     for name in DETECTOR_METRICS if card.task == "detect" else ("accuracy", "macro_f1"):
         if name in metrics:
-            rows.append((METRIC_NAMES[name], f"{metric_text(name, metrics[name])}{_interval(metrics.get(name + '_ci'), name)}"))
+            rows.append((metric_label(name), f"{metric_text(name, metrics[name])}{_interval(metrics.get(name + '_ci'), name)}"))
     if card.held_out_split:
         rows.append(("Measured on", escape(card.held_out_split) + (f", n = {metrics['n']}" if "n" in metrics else "")))
     return f"<h2>{escape(title)}</h2>" + _table(rows)
@@ -290,7 +278,7 @@ def metric_rows(metrics: Mapping, names: Iterable[str] = DETECTOR_METRICS) -> li
         if name not in metrics:
             continue
         low, high = (metrics.get(f"{name}_ci") or (None, None))[:2]
-        rows.append({"name": name, "metric": METRIC_NAMES.get(name, name), "value": metrics[name], "ci_low": low,
+        rows.append({"name": name, "metric": metric_label(name), "value": metrics[name], "ci_low": low,
                      "ci_high": high})
     return rows
 

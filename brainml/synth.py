@@ -30,8 +30,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from .labels import CLASS_NAMES
+
 GENERATOR_VERSION = "4"
-CLASS_NAMES = ("glioma", "meningioma", "notumor", "pituitary")
 CONTRASTS = ("T1", "T1c", "T2", "FLAIR")
 # Public tumor sets are mostly post-contrast T1 (figshare, and so the Kaggle set built on it), then T2 and FLAIR.
 CONTRAST_WEIGHTS = (0.15, 0.45, 0.25, 0.15)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from brainml import charts, viz
+from brainml import charts, labels, viz
 from brainml.example_volume import TITLE as EXAMPLE_VOLUME_TITLE
 from brainml.examples import EXAMPLES, REAL_EXAMPLES, find_example, find_real_example
 from brainml.io import READABLE, SUPPORTED_EXTENSIONS, ScanError
@@ -45,7 +45,7 @@ if source == SOURCES[0]:
         real = find_real_example(example_key)
         scan = loaders.real_example_scan(example_key)
         image = scan.image
-        label = charts.class_label(real.label).lower()
+        label = labels.class_label(real.label).lower()
         description = f"real example '{real.title}' ({real.source}; labelled {label})"
     else:
         example = find_example(example_key)

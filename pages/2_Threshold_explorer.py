@@ -4,7 +4,7 @@ import math
 
 import streamlit as st
 
-from brainml import charts
+from brainml import charts, labels
 from brainml.metrics import ThresholdRule
 from ui import loaders, state, views
 
@@ -73,9 +73,9 @@ for cell, name, ci in zip(
     if reference is not None and not math.isnan(value) and not math.isnan(getattr(reference, name)):
         change = value - getattr(reference, name)
         delta = f"{change:+.1%} vs card" if abs(change) >= 0.0005 else None
-    cell.metric(charts.METRIC_LABELS[name], views.percent(value), delta=delta,
+    cell.metric(labels.metric_label(name), labels.percent(value), delta=delta,
                 delta_color="off" if name == "f1" else "normal")
-    cell.caption(views.interval(*ci))
+    cell.caption(labels.interval(*ci))
 
 st.caption(f"At threshold {threshold:.3f}: {point.tp} tumors found, {point.fn} missed, {point.fp} false alarms, "
            f"{point.tn} correctly cleared.")

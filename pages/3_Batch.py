@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from brainml import charts, viz
+from brainml import labels, viz
 from brainml.examples import EXAMPLES, REAL_EXAMPLES
 from brainml.io import READABLE, SUPPORTED_EXTENSIONS
 from brainml.report import NOT_BRAIN_MRI, batch_csv, batch_row, batch_summary
@@ -99,7 +99,7 @@ if st.toggle("Show thumbnails with heatmaps", key="batch_thumbnails",
     columns = st.columns(4)
     for position, (row, image) in enumerate(readable[:THUMBNAILS]):
         heat = loaders.heatmap(models, image, loaders.DEFAULT_METHOD).map
-        kind = f" ({charts.class_label(row.type)})" if row.type else ""
+        kind = f" ({labels.class_label(row.type)})" if row.type else ""
         score = "" if row.tumor_probability is None else f" · P(tumor) {views.comparison(row.tumor_probability, threshold)}"
         caption = f"{row.file}{score} · {row.verdict}{kind}"
         columns[position % 4].image(viz.overlay(image, heat), caption=caption, width="stretch")

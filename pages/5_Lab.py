@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from brainml import charts, synth, viz
+from brainml import labels, synth, viz
 from brainml.examples import EXAMPLES, find_example
-from brainml.explain import energy_in_mask, pointing_game
+from brainml.metrics import energy_in_mask, pointing_game
 from brainml.io import READABLE, SUPPORTED_EXTENSIONS, ScanError
 from brainml.preprocess import prepare
 from ui import loaders, state, views
@@ -34,7 +34,7 @@ with case_tab:
                 "(the generator knows) with **where the model looked** (the heatmap).")
     row = st.columns(5)
     label = state.remembered(row[0].selectbox, "Tumor type", key="lab_label", default="glioma",
-                             options=list(synth.CLASS_NAMES), format_func=charts.class_label)
+                             options=list(labels.CLASS_NAMES), format_func=labels.class_label)
     contrast = state.remembered(row[1].selectbox, "Contrast", key="lab_contrast", default="T1c",
                                 options=list(synth.CONTRASTS),
                                 help="T1c is T1-weighted after contrast agent: enhancing tumors light up.")
@@ -44,7 +44,7 @@ with case_tab:
                               help="Meningiomas are capped at 22 mm and pituitary tumors at 16 mm, as the "
                                    "generator draws them.")
     method = state.remembered(row[4].selectbox, "Heatmap method", key="lab_method", default=loaders.DEFAULT_METHOD,
-                              options=list(loaders.heatmap_methods()), format_func=loaders.method_label)
+                              options=list(loaders.METHODS), format_func=loaders.method_label)
     row = st.columns([1.4, 1.2, 1.2, 1, 1], vertical_alignment="bottom")
     placeable = label in ("glioma", "meningioma")
     place = state.remembered(row[0].toggle, "Choose the position", key="lab_place", default=False,
@@ -69,7 +69,7 @@ with case_tab:
 
     truth, looked, answer = st.columns([2, 2, 2], gap="medium")
     truth.image(viz.mask_outline(case.image, case.mask, TRUTH_COLOUR, width=2) if case.mask.any() else case.image,
-                caption=f"Where the tumor is: {charts.class_label(case.label)}, {case.contrast}, {case.plane}"
+                caption=f"Where the tumor is: {labels.class_label(case.label)}, {case.contrast}, {case.plane}"
                         + (f" (outlined, {case.lesion_area_px} px)" if case.mask.any() else ""), width="stretch")
     picture = viz.overlay(case.image, result.map, contour=True)
     if case.mask.any():

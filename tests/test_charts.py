@@ -2,7 +2,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from brainml import charts, metrics
+from brainml import charts, labels, metrics
 from brainml.preprocess import CropBox
 
 LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
@@ -125,6 +125,6 @@ def test_heat_map_shows_the_map_with_its_values():
 
 
 def test_class_label_reads_like_english():
-    assert charts.class_label("notumor") == "No tumor"
-    assert charts.class_label("glioma") == "Glioma"
-    assert charts.class_label("my_class") == "My class"
+    assert labels.class_label("notumor") == "No tumor"
+    assert labels.class_label("glioma") == "Glioma"
+    assert labels.class_label("my_class") == "My class"

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from brainml import nonbrain
-from brainml.bundle import load_bundle
 from brainml.datasets import TUMOR_TYPES
 from brainml.examples import REAL_EXAMPLES
 from brainml.io import read_scan

@@ -5,17 +5,10 @@ import numpy as np
 import pytest
 
 from brainml.bundle import ModelBundle, ModelCard
-from brainml.explain import (
-    METHOD_LABELS,
-    METHODS,
-    Explainer,
-    energy_in_mask,
-    heatmap,
-    is_empty,
-    localisation_table,
-    normalise_maps,
-    pointing_game,
-)
+from brainml.explain import METHODS, REGISTRY, method_label
+from brainml.explain.core import Explainer, heatmap, is_empty, normalise_maps
+from brainml.explain.evaluation import localisation_table
+from brainml.metrics import energy_in_mask, pointing_game
 from brainml.models import build_model, gradcam_layer
 from brainml.preprocess import PrepSpec, prepare_batch
 from brainml.synth import sample_cases
@@ -78,8 +71,17 @@ def test_every_method_gives_finite_maps_in_unit_range(explainers, inputs, task, 
     assert single.shape == (1, SIDE, SIDE)
 
 
-def test_method_labels_cover_every_method():
-    assert set(METHOD_LABELS) == set(METHODS)
+def test_the_registry_names_labels_and_papers_each_method_once():
+    assert METHODS == ("gradcam", "gradcam++", "faster-scorecam", "layercam", "smoothgrad")
+    assert [method_label(name) for name in METHODS] == ["Grad-CAM", "Grad-CAM++", "Faster Score-CAM", "LayerCAM",
+                                                         "SmoothGrad"]
+    assert all(REGISTRY[name].name == name and REGISTRY[name].paper for name in METHODS)
+    assert method_label("unknown-method") == "unknown-method"
+
+
+def test_an_unknown_method_is_refused_with_the_list(explainers, inputs):
+    with pytest.raises(ValueError, match="Unknown heatmap method 'gradcam-xl'. Choose one of: gradcam, gradcam"):
+        explainers["detect"].explain(inputs, "gradcam-xl")
 
 
 def test_explaining_leaves_the_shared_model_unchanged(detector, classifier, explainers, inputs):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from brainml import guard, nonbrain
-from brainml.guard import IMAGE_STATISTICS, OutOfDistributionGuard, fit_guard
+from brainml.guard import OutOfDistributionGuard, fit_guard
 
 
 def clusters(n, seed, shift=0.0):
@@ -51,7 +51,7 @@ def test_image_statistics_tell_a_page_of_text_from_a_head():
     text = [t if t.ndim == 2 else t.mean(axis=-1) for t in text]
     heads = [example_case(example.key).image for example in EXAMPLES[:2]]
     stats = guard.image_statistics(prepare_batch(heads + text, PrepSpec(size=64))[0])
-    background_share, symmetry = stats[:, 0], stats[:, 3]
+    symmetry = stats[:, 3]
     assert stats.shape == (len(heads) + len(text), 8)
     assert symmetry[:2].min() > symmetry[2:].max()  # heads are nearly mirror-symmetric, text is not
 

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from brainml import datasets, evaluate
-from brainml.datasets import Sample, discover
+from brainml.datasets import discover
 from brainml.splits import (SplitPlan, duplicate_clusters, group_split, manifest_groups, same_patient,
                             split_samples, thumbnails)
 

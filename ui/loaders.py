@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from brainml import charts, examples, metrics
+from brainml import examples, labels, metrics
 from brainml.bundle import BundleError, ModelBundle, ModelCard, card_path_for, load_bundle, read_card
+from brainml.explain import METHODS, method_label  # noqa: F401 - pages read both through loaders
 from brainml.io import Scan, ScanError, read_scan, zip_members
 from brainml.predict import Cascade, Diagnosis
 from brainml.volume import VolumeScores, score_stack, stack_along
@@ -421,18 +422,6 @@ DEFAULT_METHOD = "gradcam"
 TUMOR_TARGET = "tumor"
 
 
-def heatmap_methods() -> tuple[str, ...]:
-    from brainml import explain
-
-    return tuple(explain.METHODS)
-
-
-def method_label(method: str) -> str:
-    from brainml import explain
-
-    return explain.METHOD_LABELS.get(method, method)
-
-
 def heatmap_targets(models_: Models) -> list[str]:
     """What a heatmap can explain: the detector's tumor score, then each class of the type classifier."""
     targets = [TUMOR_TARGET]
@@ -445,34 +434,35 @@ def target_phrase(target: str) -> str:
     """What a heatmap of ``target`` explains, as part of a sentence."""
     if target == TUMOR_TARGET:
         return "the detector's tumor score"
-    return f"the classifier's {charts.class_label(target.split(':', 1)[1]).lower()} score"
+    return f"the classifier's {labels.class_label(target.split(':', 1)[1]).lower()} score"
 
 
 def target_label(target: str) -> str:
     if target == TUMOR_TARGET:
         return "Detector: tumor score"
-    return f"Classifier: {charts.class_label(target.split(':', 1)[1])}"
+    return f"Classifier: {labels.class_label(target.split(':', 1)[1])}"
 
 
 @st.cache_resource(show_spinner="Preparing the heatmap method…", max_entries=8)
 def _explainer(path: str, stamp: float):
-    from brainml import explain
+    # TensorFlow is imported when the first heatmap is asked for, not when a page imports this module.
+    from brainml.explain.core import Explainer
 
-    return explain.Explainer.for_bundle(_bundle(path, stamp))
+    return Explainer.for_bundle(_bundle(path, stamp))
 
 
 @st.cache_data(show_spinner="Computing the heatmap…", max_entries=256)
 def _heatmap(path: str, stamp: float, image: np.ndarray, method: str, target: str):
-    from brainml import explain
+    from brainml.explain.core import heatmap
 
-    return explain.heatmap(_explainer(path, stamp), image, method, target)
+    return heatmap(_explainer(path, stamp), image, method, target)
 
 
 def heatmap(models_: Models, image: np.ndarray, method: str, target: str = TUMOR_TARGET):
     """The heatmap of ``target`` (see :func:`heatmap_targets`) on the original slice's grid, computed once.
 
     Returns:
-        a :class:`brainml.explain.HeatmapResult`.
+        a :class:`brainml.explain.core.HeatmapResult`.
     """
     image = np.ascontiguousarray(image, dtype=np.float32)
     if target == TUMOR_TARGET:
@@ -482,12 +472,12 @@ def heatmap(models_: Models, image: np.ndarray, method: str, target: str = TUMOR
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _localisation(path: str, stamp: float, n_cases: int, seed: int) -> dict:
-    from brainml import explain
+    from brainml.explain.evaluation import localisation_table
 
-    return explain.localisation_table(_explainer(path, stamp), examples.localisation_cases(n_cases, seed))
+    return localisation_table(_explainer(path, stamp), examples.localisation_cases(n_cases, seed))
 
 
 def localisation(models_: Models, n_cases: int, seed: int = 0) -> dict:
     """The detector's localisation table on ``n_cases`` fresh synthetic tumor cases (see
-    :func:`brainml.explain.localisation_table`); computed once per model."""
+    :func:`brainml.explain.evaluation.localisation_table`); computed once per model."""
     return _localisation(models_.detector_path, _stamp(models_.detector_path), n_cases, seed)

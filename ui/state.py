@@ -14,16 +14,16 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from brainml.bundle import BundleError
+from brainml.labels import MODELS_DIR, SYNTHETIC_MODELS_DIR
 from brainml.report import decimals
 
 from . import loaders
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_DETECTOR = MODELS_DIR / "detector.json"
 DEFAULT_CLASSIFIER = MODELS_DIR / "classifier.json"
 # The pair trained on BrainML's synthetic slices: the Lab's default, because its cases are synthetic too.
-SYNTHETIC_DETECTOR = MODELS_DIR / "synthetic" / "detector.json"
-SYNTHETIC_CLASSIFIER = MODELS_DIR / "synthetic" / "classifier.json"
+SYNTHETIC_DETECTOR = SYNTHETIC_MODELS_DIR / "detector.json"
+SYNTHETIC_CLASSIFIER = SYNTHETIC_MODELS_DIR / "classifier.json"
 
 # The decision threshold shared by Detect, the Threshold explorer and Batch, and the detector it belongs to: a
 # threshold tuned for one detector means nothing for another, so choosing another detector resets it.

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import streamlit as st
 
 import numpy as np
 
-from brainml import charts, metrics
+from brainml import charts, labels, metrics
 from brainml.io import Scan
+from brainml.labels import metric_text, percent, percent_range
 from brainml.predict import Diagnosis
 from brainml.volume import VolumeScores
-from brainml.report import WITHHELD, decimals, metric_text, verdict_text
+from brainml.report import WITHHELD, decimals, verdict_text
 
 from . import loaders, state
 
@@ -232,7 +232,7 @@ def empty_heatmap_message(diagnosis: Diagnosis, method_label: str, target: str) 
         supported = bool(diagnosis.tumor)
     else:
         name = target.split(":", 1)[1]
-        subject, value = f"P({charts.class_label(name).lower()})", diagnosis.type_probabilities.get(name, float("nan"))
+        subject, value = f"P({labels.class_label(name).lower()})", diagnosis.type_probabilities.get(name, float("nan"))
         probabilities = diagnosis.type_probabilities or {name: 0.0}
         supported = max(probabilities, key=probabilities.get) == name
     if not supported:
@@ -251,7 +251,7 @@ def heatmap_controls(prefix: str, models: loaders.Models, container=st) -> Heatm
     first, second, third = container.columns(2), container.columns(2), container.columns(2)
     method = state.remembered(
         first[0].selectbox, "Heatmap method", key=f"{prefix}_method", default=loaders.DEFAULT_METHOD,
-        options=list(loaders.heatmap_methods()), format_func=loaders.method_label,
+        options=list(loaders.METHODS), format_func=loaders.method_label,
         help="Grad-CAM and its relatives weigh the last convolutional layer's maps by how much they move the "
              "score; SmoothGrad averages input gradients over noisy copies of the scan.",
     )
@@ -421,7 +421,7 @@ def batch_table(rows, threshold: float, key: str, container=st) -> None:
     for row in rows:
         values = row.to_dict()
         values["comparison"] = "" if row.tumor_probability is None else comparison(row.tumor_probability, threshold)
-        values["type"] = charts.class_label(row.type) if row.type else ""
+        values["type"] = labels.class_label(row.type) if row.type else ""
         values["error"] = row.error or ""
         table.append(values)
     container.dataframe(
@@ -509,25 +509,6 @@ def guard_section(card, key: str, container=st) -> None:
         )
 
 
-def percent(value: float | None) -> str:
-    """A proportion as people read it: "97.9%", or "n/a" where it is undefined."""
-    return "n/a" if value is None or math.isnan(value) else f"{value:.1%}"
-
-
-def percent_range(bounds) -> str:
-    """An interval's two ends in percent, e.g. "93.1% – 99.2%", or "n/a" where there is none."""
-    if not bounds or bounds[0] is None or bounds[1] is None:
-        return "n/a"
-    return f"{percent(bounds[0])} – {percent(bounds[1])}"
-
-
-def interval(low: float | None, high: float | None) -> str:
-    """A 95% interval in percent, e.g. "95% CI 93.1% – 99.2%"."""
-    if low is None or high is None or math.isnan(low) or math.isnan(high):
-        return "95% CI n/a"
-    return f"95% CI {low:.1%} – {high:.1%}"
-
-
 def volume_strip(scores: VolumeScores, current: int, key: str, slider_key: str | None, file_stem: str = "volume",
                  truth: tuple[int, int] | None = None, title: str = "Volume", container=st) -> None:
     """A volume's verdict, P(tumor) along its slices, and every slice's answer one click away, with the table as CSV.
@@ -559,5 +540,5 @@ def volume_rows(scores: VolumeScores) -> list[dict]:
             rows.append({"Slice": score.index, "P(tumor)": None, "Verdict": WITHHELD, "Type": ""})
         else:
             rows.append({"Slice": score.index, "P(tumor)": diagnosis.tumor_probability,
-                         "Verdict": verdict_text(diagnosis), "Type": charts.class_label(diagnosis.type) if diagnosis.type else ""})
+                         "Verdict": verdict_text(diagnosis), "Type": labels.class_label(diagnosis.type) if diagnosis.type else ""})
     return rows

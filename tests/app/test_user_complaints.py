@@ -103,7 +103,7 @@ def test_a_threshold_carried_from_another_page_is_shown_with_a_reset(open_page):
 
 def test_an_empty_heatmap_is_explained_in_words_that_agree_with_the_verdict_and_the_scan_is_shown(open_page,
                                                                                                    monkeypatch):
-    from brainml.explain import HeatmapResult
+    from brainml.explain.core import HeatmapResult
     from brainml.preprocess import CropBox
     from ui import loaders
 

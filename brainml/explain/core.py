@@ -1,25 +1,8 @@
-"""Heatmaps of where a model found its evidence, through tf-keras-vis, and how well they point at a known lesion.
+"""The explainer: heatmaps of prepared model inputs, and of whole slices mapped back onto their grid.
 
 Every method explains a *score*: for a detector the tumor logit (or its negation, "why not a tumor"), for a
 classifier the logit of one class. Maps come back on the model-input grid, or on the original slice's grid
-through :func:`heatmap`. :func:`pointing_game`, :func:`energy_in_mask` and :func:`localisation_table` score maps
-against ground-truth lesion masks, such as those of :mod:`brainml.synth`.
-
-Methods and the papers they come from:
-
-- ``gradcam``: Selvaraju et al., "Grad-CAM: Visual explanations from deep networks via gradient-based
-  localization", ICCV 2017.
-- ``gradcam++``: Chattopadhay et al., "Grad-CAM++: Generalized gradient-based visual explanations for deep
-  convolutional networks", WACV 2018.
-- ``faster-scorecam``: Wang et al., "Score-CAM: Score-weighted visual explanations for convolutional neural
-  networks", CVPR Workshops 2020; the "faster" variant keeps only the channels whose activation varies most.
-- ``layercam``: Jiang et al., "LayerCAM: Exploring hierarchical class activation maps for localization",
-  IEEE Transactions on Image Processing 2021.
-- ``smoothgrad``: Smilkov et al., "SmoothGrad: removing noise by adding noise", ICML Workshop 2017. Its map is
-  averaged over each cell of the network's first stride (2 x 2 pixels for the compact CNN): the input gradient of
-  a strided convolution alternates from pixel to pixel within every cell, a checkerboard that belongs to the
-  network's sampling grid, not to the image (Odena et al., "Deconvolution and checkerboard artifacts", Distill
-  2016).
+through :func:`heatmap`. The methods themselves are defined in :mod:`brainml.explain.methods`.
 """
 
 from __future__ import annotations
@@ -27,47 +10,31 @@ from __future__ import annotations
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 from scipy import ndimage
-from tf_keras_vis.gradcam import Gradcam
-from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-from tf_keras_vis.layercam import Layercam
 from tf_keras_vis.saliency import Saliency
 from tf_keras_vis.scorecam import Scorecam
-from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 from tf_keras_vis.utils.scores import BinaryScore, CategoricalScore
 
-from .bundle import ModelBundle
-from .preprocess import CropBox, PrepSpec, prepare, prepare_batch, uncrop
+from ..bundle import ModelBundle
+from ..labels import DETECTOR_CLASSES
+from ..preprocess import CropBox, PrepSpec, prepare, uncrop
+from .graph import explained_view
+from .methods import find_method, method_label
 
-METHODS = ("gradcam", "gradcam++", "faster-scorecam", "layercam", "smoothgrad")
-METHOD_LABELS = {
-    "gradcam": "Grad-CAM",
-    "gradcam++": "Grad-CAM++",
-    "faster-scorecam": "Faster Score-CAM",
-    "layercam": "LayerCAM",
-    "smoothgrad": "SmoothGrad",
-}
-METHOD_PAPERS = {
-    "gradcam": "Selvaraju et al., ICCV 2017",
-    "gradcam++": "Chattopadhay et al., WACV 2018",
-    "faster-scorecam": "Wang et al., CVPR Workshops 2020",
-    "layercam": "Jiang et al., IEEE TIP 2021",
-    "smoothgrad": "Smilkov et al., ICML Workshop 2017",
-}
-DETECTOR_TARGETS = ("notumor", "tumor")  # the order of a detector card's class_names
-# The pointing game's tolerance: Zhang et al. (ECCV 2016) count a peak within 15 px of the object at 224 px;
-# lesions here can be a few pixels wide, so a peak counts when it lies within this many pixels of the mask.
-POINTING_TOLERANCE_PX = 4
+
 # How many of the last layer's channels Faster Score-CAM keeps (those whose activation varies most).
 SCORECAM_CHANNELS = 16
+
 # SmoothGrad: Smilkov et al. find 10-20 % noise and a few tens of samples enough to smooth the gradient.
 SMOOTH_SAMPLES = 20
+
 SMOOTH_NOISE = 0.15
+
 # Gradients of this many noisy copies are taken at once; more only costs memory.
 SMOOTHGRAD_BATCH = 64
 
@@ -95,7 +62,7 @@ class HeatmapResult:
 
     @property
     def method_label(self) -> str:
-        return METHOD_LABELS[self.method]
+        return method_label(self.method)
 
 
 class Explainer:
@@ -131,7 +98,7 @@ class Explainer:
         model: keras.Model,
         layer_name: str,
         task: str,
-        class_names: Sequence[str] = DETECTOR_TARGETS,
+        class_names: Sequence[str] = DETECTOR_CLASSES,
         prep_spec: PrepSpec | None = None,
         scorecam_channels: int = SCORECAM_CHANNELS,
         smooth_samples: int = SMOOTH_SAMPLES,
@@ -155,7 +122,7 @@ class Explainer:
         self.layer_name = layer_name
         self.layercam_layer = layercam_layer
         self.task = task
-        self.class_names = tuple(DETECTOR_TARGETS if task == "detect" else class_names)
+        self.class_names = tuple(DETECTOR_CLASSES if task == "detect" else class_names)
         self.prep_spec = prep_spec
         self.input_shape = tuple(model.input_shape[1:])
         self.scorecam_channels = scorecam_channels
@@ -163,13 +130,13 @@ class Explainer:
         self.smooth_noise = smooth_noise
         self.seed = seed
         self.stride_cell = first_stride(model)
-        self._logit_model = _explained_view(model, layer_name, two_class=False)
+        self._logit_model = explained_view(model, layer_name, two_class=False)
         # tf-keras-vis' Score-CAM puts the model's outputs through a softmax. A detector's single output would
         # give every channel the same weight (softmax of one number is 1) and the map would be the plain sum of
         # activations; as two logits (0, z) the softmax is (1 - P(tumor), P(tumor)), the detector's own output.
-        self._scorecam_model = _explained_view(model, layer_name, two_class=True) if task == "detect" else None
+        self._scorecam_model = explained_view(model, layer_name, two_class=True) if task == "detect" else None
         self._layercam_model = (self._logit_model if layercam_layer == layer_name
-                                else _explained_view(model, layercam_layer, two_class=False))
+                                else explained_view(model, layercam_layer, two_class=False))
         self._visualizers: dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -204,19 +171,12 @@ class Explainer:
 
     def explain_with_targets(self, inputs: np.ndarray, method: str = "gradcam", target=None):
         """:meth:`explain`, also returning the class explained for each image (a list of N names)."""
-        if method not in METHODS:
-            raise ValueError(f"Unknown heatmap method {method!r}. Choose one of: {', '.join(METHODS)}.")
+        definition = find_method(method)
         batch = self._as_batch(inputs)
         targets = self.resolve_targets(batch, target)
         if len(batch) == 0:
             return np.zeros((0, *self.input_shape[:2]), np.float32), targets
-        if method == "faster-scorecam":
-            raw = self._scorecam(batch, targets)
-        elif method == "smoothgrad":
-            raw = self._smoothgrad(batch, targets)
-        else:
-            raw = self._gradient_cam(method, batch, targets)
-        return normalise_maps(raw), targets
+        return normalise_maps(definition.run(self, batch, targets)), targets
 
     def resolve_targets(self, inputs: np.ndarray, target=None) -> list[str]:
         """The class each image's map explains, by name (see :meth:`explain` for what ``target`` accepts)."""
@@ -251,43 +211,40 @@ class Explainer:
                              "prepare slices with the model card's PrepSpec.")
         return batch
 
-    def _visualizer(self, method: str):
-        """tf-keras-vis visualizers, built once per method on first use."""
+    def visualizer(self, key: str, make: Callable[[], object]):
+        """The tf-keras-vis visualizer stored under ``key``, made by ``make()`` on first use."""
         with self._lock:
-            visualizer = self._visualizers.get(method)
+            visualizer = self._visualizers.get(key)
             if visualizer is None:
-                if method == "faster-scorecam":
-                    visualizer = Scorecam(self._scorecam_model or self._logit_model)
-                elif method == "layercam":
-                    visualizer = Layercam(self._layercam_model)
-                else:
-                    kind = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "smoothgrad": Saliency}[method]
-                    visualizer = kind(self._logit_model)
-                self._visualizers[method] = visualizer
+                visualizer = self._visualizers[key] = make()
             return visualizer
 
-    def _gradient_score(self, targets: list[str]):
+    def gradient_score(self, targets: list[str]):
         """The logit of each image's target: the detector's logit (negated for "notumor") or a class logit."""
         if self.task == "detect":
             return BinaryScore([name == "tumor" for name in targets])
         return CategoricalScore([self.class_names.index(name) for name in targets])
 
-    def _gradient_cam(self, method: str, batch: np.ndarray, targets: list[str]) -> np.ndarray:
-        score = self._gradient_score(targets)
-        if method == "gradcam++":
+    def gradient_cam(self, key: str, kind, batch: np.ndarray, targets: list[str], layer: str | None = None,
+                     value_free: bool = False) -> np.ndarray:
+        """Raw maps of a gradient CAM visualizer class ``kind`` (Grad-CAM, Grad-CAM++, LayerCAM) at ``layer``
+        (default: the Grad-CAM layer). ``value_free``: explain the score's gradient with its value set to 0."""
+        layer = layer or self.layer_name
+        model = self._layercam_model if layer == self.layercam_layer else self._logit_model
+        score = self.gradient_score(targets)
+        if value_free:
             score = _value_free(score)
-        layer = self.layercam_layer if method == "layercam" else self.layer_name
-        cams = self._visualizer(method)(
+        cams = self.visualizer(key, lambda: kind(model))(
             score, batch, penultimate_layer=layer, seek_penultimate_conv_layer=False,
             expand_cam=False, normalize_cam=False,
         )
         return _upsample(np.asarray(cams), self.input_shape[:2])
 
-    def _scorecam(self, batch: np.ndarray, targets: list[str]) -> np.ndarray:
+    def faster_scorecam(self, batch: np.ndarray, targets: list[str]) -> np.ndarray:
         """Faster Score-CAM, one image at a time: tf-keras-vis picks the kept channels over the whole batch,
         so a batched call would make each image's map depend on the others."""
-        visualizer = self._visualizer("faster-scorecam")
-        names = DETECTOR_TARGETS if self.task == "detect" else self.class_names
+        visualizer = self.visualizer("faster-scorecam", lambda: Scorecam(self._scorecam_model or self._logit_model))
+        names = DETECTOR_CLASSES if self.task == "detect" else self.class_names
         channels = min(self.scorecam_channels, int(self._logit_model.get_layer(self.layer_name).output.shape[-1]))
         cams = [
             np.asarray(visualizer(
@@ -298,10 +255,10 @@ class Explainer:
         ]
         return _upsample(np.concatenate(cams), self.input_shape[:2])
 
-    def _smoothgrad(self, batch: np.ndarray, targets: list[str]) -> np.ndarray:
+    def smoothgrad(self, batch: np.ndarray, targets: list[str]) -> np.ndarray:
         """SmoothGrad as one vanilla-saliency call per chunk of noisy copies: the same average of absolute
         gradients as tf-keras-vis' ``smooth_samples`` loop, but batched and with seeded noise."""
-        visualizer = self._visualizer("smoothgrad")
+        visualizer = self.visualizer("smoothgrad", lambda: Saliency(self._logit_model))
         samples = max(self.smooth_samples, 1)
         rng = np.random.default_rng(self.seed)
         spatial_axes = tuple(range(1, batch.ndim))
@@ -315,7 +272,7 @@ class Explainer:
             noisy = noisy.reshape(-1, *images.shape[1:])
             chunk_targets = targets[start:start + per_chunk] * samples
             gradients = np.asarray(visualizer(
-                self._gradient_score(chunk_targets), noisy, keepdims=True, normalize_map=False,
+                self.gradient_score(chunk_targets), noisy, keepdims=True, normalize_map=False,
             ))
             gradients = gradients.reshape(samples, len(images), *images.shape[1:]).mean(axis=0)
             maps.append(stride_cell_mean(gradients.max(axis=-1), self.stride_cell))
@@ -409,161 +366,6 @@ def is_empty(heat: np.ndarray) -> bool | np.ndarray:
     return ~(heat > 0).reshape(len(heat), -1).any(axis=1)
 
 
-def pointing_game(heat: np.ndarray, mask: np.ndarray, tolerance: int = POINTING_TOLERANCE_PX) -> bool | np.ndarray:
-    """Whether a map's peak falls on the lesion (Zhang et al., "Top-down neural attention by excitation
-    backprop", ECCV 2016).
-
-    The peak is the map's first maximum in row-major order; it counts as a hit when it lies within
-    ``tolerance`` pixels (Euclidean) of a mask pixel, i.e. inside the mask dilated by a disc of that radius,
-    so a peak on the lesion's rim is not lost to a one-pixel offset. An empty map never hits.
-
-    Args:
-        heat: (H, W) map, or (N, H, W) maps.
-        mask: bool lesion mask(s) of the same shape.
-        tolerance: the dilation radius in pixels; 0 asks for the peak strictly inside the mask.
-    Returns:
-        A bool for one map, an (N,) bool array for a stack.
-    """
-    heat, mask, single = _paired(heat, mask)
-    flat = heat.reshape(len(heat), -1)
-    rows, cols = np.unravel_index(flat.argmax(axis=1), heat.shape[1:])
-    reach = _dilate(mask, tolerance)
-    hits = reach[np.arange(len(heat)), rows, cols] & (flat > 0).any(axis=1)
-    return bool(hits[0]) if single else hits
-
-
-def energy_in_mask(heat: np.ndarray, mask: np.ndarray) -> float | np.ndarray:
-    """The share of a map's total value that lies inside the lesion mask (the "energy-based pointing game" of
-    Wang et al., Score-CAM, 2020). 1.0 means every bit of attention is on the lesion; an empty map scores 0.
-
-    Args:
-        heat: (H, W) non-negative map, or (N, H, W) maps.
-        mask: bool lesion mask(s) of the same shape.
-    Returns:
-        A float for one map, an (N,) float array for a stack.
-    """
-    heat, mask, single = _paired(heat, mask)
-    heat = np.clip(heat, 0.0, None).astype(np.float64)
-    total = heat.reshape(len(heat), -1).sum(axis=1)
-    inside = (heat * mask).reshape(len(heat), -1).sum(axis=1)
-    share = np.divide(inside, total, out=np.zeros_like(total), where=total > 0)
-    return float(share[0]) if single else share
-
-
-def localisation_table(
-    explainer: Explainer | ModelBundle,
-    cases,
-    methods: Sequence[str] = METHODS,
-    spec: PrepSpec | None = None,
-    tolerance: int = POINTING_TOLERANCE_PX,
-    batch_size: int = 32,
-) -> dict:
-    """How well each method's heatmaps find lesions whose masks are known, per class.
-
-    Maps are compared with the masks on the original slices' grid. A detector explains "tumor"; a classifier
-    explains each case's true class (its predicted class when the label is not one of its classes). Cases
-    whose mask is empty (no tumor) are skipped.
-
-    Args:
-        explainer: an :class:`Explainer` or a model bundle.
-        cases: objects with ``.image``, ``.mask`` and ``.label`` (e.g. :class:`brainml.synth.SynthCase`), or a
-            tuple ``(images, masks)`` or ``(images, masks, labels)`` of equal-length sequences.
-        methods: the methods to score.
-        spec: the preprocessing; defaults to the explainer's.
-        tolerance: the pointing game's tolerance in pixels.
-        batch_size: images explained per call.
-    Returns:
-        ``{method: {class: {"pointing_game": hit rate, "energy_in_mask": mean share, "n": cases}}}``, with an
-        extra class ``"all"`` over every case.
-    """
-    explainer = _explainer(explainer)
-    spec = _spec(explainer, spec)
-    images, masks, labels = _case_arrays(cases)
-    keep = [index for index, mask in enumerate(masks) if mask.any()]
-    images, masks, labels = [images[i] for i in keep], [masks[i] for i in keep], [labels[i] for i in keep]
-    tensors, boxes = prepare_batch(images, spec)
-    if explainer.task == "detect":
-        targets = ["tumor"] * len(images)
-    else:
-        predicted = explainer.resolve_targets(tensors) if tensors.size else []
-        targets = [label if label in explainer.class_names else guess for label, guess in zip(labels, predicted)]
-    same_shape = len({mask.shape for mask in masks}) <= 1
-    table = {}
-    for method in methods:
-        model_maps = np.concatenate(
-            [explainer.explain(tensors[start:start + batch_size], method, targets[start:start + batch_size])
-             for start in range(0, len(tensors), batch_size)]
-        ) if len(tensors) else np.zeros((0, *explainer.input_shape[:2]), np.float32)
-        maps = [uncrop(model_map, box, mask.shape) for model_map, box, mask in zip(model_maps, boxes, masks)]
-        if same_shape and maps:
-            hits = pointing_game(np.stack(maps), np.stack(masks), tolerance)
-            shares = energy_in_mask(np.stack(maps), np.stack(masks))
-        else:
-            hits = np.array([pointing_game(m, k, tolerance) for m, k in zip(maps, masks)], bool)
-            shares = np.array([energy_in_mask(m, k) for m, k in zip(maps, masks)], np.float64)
-        table[method] = _summarise(np.asarray(hits, bool), np.asarray(shares, np.float64), labels)
-    return table
-
-
-def layercam_layer_candidates(model: keras.Model) -> list[str]:
-    """The layers LayerCAM could explain: block outputs (``*_add``, and ``merge_relu`` after the compact CNN's
-    merge) on a grid at least as fine as the Grad-CAM layer's, deepest first."""
-    from .models import gradcam_layer
-
-    min_side = int(model.get_layer(gradcam_layer(model)).output.shape[1])
-    names = [layer.name for layer in model.layers
-             if (layer.name.endswith("_add") or layer.name == "merge_relu") and len(layer.output.shape) == 4
-             and int(layer.output.shape[1]) >= min_side]
-    return names[::-1]
-
-
-def choose_layercam_layer(bundle: ModelBundle, cases, candidates: Sequence[str] | None = None) -> tuple[str, dict]:
-    """The layer whose LayerCAM maps point at lesions most often on ``cases`` (held-out slices with masks, never
-    the final test set: this is a choice, and a choice made on test data would flatter the test).
-
-    Returns:
-        ``(best layer, {layer: pointing game over all cases})``; ties go to the deeper layer.
-    """
-    card = bundle.card
-    scores = {}
-    for layer in candidates or layercam_layer_candidates(bundle.model):
-        explainer = Explainer(bundle.model, card.gradcam_layer, card.task, card.class_names, card.prep_spec,
-                              layercam_layer=layer)
-        scores[layer] = localisation_table(explainer, cases, ("layercam",))["layercam"]["all"]["pointing_game"]
-    return max(scores, key=scores.get), scores
-
-
-def _summarise(hits: np.ndarray, shares: np.ndarray, labels: list[str]) -> dict:
-    labels = np.asarray(labels, dtype=object)
-    groups = {name: labels == name for name in sorted(set(labels.tolist()))}
-    groups["all"] = np.ones(len(labels), bool)
-    return {
-        name: {
-            "pointing_game": float(hits[chosen].mean()) if chosen.any() else 0.0,
-            "energy_in_mask": float(shares[chosen].mean()) if chosen.any() else 0.0,
-            "n": int(chosen.sum()),
-        }
-        for name, chosen in groups.items()
-    }
-
-
-def _case_arrays(cases) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
-    if isinstance(cases, tuple) and len(cases) in (2, 3) and not hasattr(cases[0], "image"):
-        images, masks = list(cases[0]), list(cases[1])
-        labels = list(cases[2]) if len(cases) == 3 else ["tumor"] * len(images)
-        if not len(images) == len(masks) == len(labels):
-            raise ValueError(f"Got {len(images)} images, {len(masks)} masks and {len(labels)} labels.")
-    else:
-        cases = list(cases)
-        images, masks, labels = [c.image for c in cases], [c.mask for c in cases], [c.label for c in cases]
-    images = [np.asarray(image, np.float32) for image in images]
-    masks = [np.asarray(mask, bool) for mask in masks]
-    for image, mask in zip(images, masks):
-        if image.shape != mask.shape:
-            raise ValueError(f"An image of shape {image.shape} came with a mask of shape {mask.shape}.")
-    return images, masks, [str(label) for label in labels]
-
-
 def _explainer(bundle_or_explainer) -> Explainer:
     if isinstance(bundle_or_explainer, Explainer):
         return bundle_or_explainer
@@ -576,26 +378,6 @@ def _spec(explainer: Explainer, spec: PrepSpec | None) -> PrepSpec:
         raise ValueError("This explainer has no PrepSpec; pass spec= (the model card's prep) to map heatmaps "
                          "onto slices.")
     return spec
-
-
-def _paired(heat, mask):
-    heat = np.nan_to_num(np.asarray(heat, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    mask = np.asarray(mask, bool)
-    if heat.shape != mask.shape:
-        raise ValueError(f"The map has shape {heat.shape} but the mask has shape {mask.shape}.")
-    if heat.ndim not in (2, 3):
-        raise ValueError(f"Expected (H, W) or (N, H, W) maps, got shape {heat.shape}.")
-    single = heat.ndim == 2
-    return (heat[None], mask[None], True) if single else (heat, mask, False)
-
-
-def _dilate(masks: np.ndarray, radius: int) -> np.ndarray:
-    """Dilate each (H, W) mask of an (N, H, W) stack by a disc, never across the stack."""
-    if radius <= 0:
-        return masks
-    offsets = np.arange(-radius, radius + 1)
-    disc = offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius**2
-    return ndimage.binary_dilation(masks, structure=disc[None])
 
 
 def _value_free(score):
@@ -623,59 +405,3 @@ def _upsample(cams: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     cams = np.nan_to_num(np.asarray(cams, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     resized = tf.image.resize(cams[..., None], size, method="bilinear")
     return np.asarray(resized)[..., 0]
-
-
-class _TracedStage(keras.layers.Layer):
-    """A slice of a model run as one traced graph, in inference mode."""
-
-    def __init__(self, submodel: keras.Model, **kwargs):
-        super().__init__(**kwargs)
-        self.submodel = submodel
-        signature = [tf.TensorSpec([None, *submodel.input_shape[1:]], tf.float32)]
-        self._run = tf.function(lambda batch: submodel(batch, training=False), input_signature=signature)
-
-    def call(self, inputs):
-        return self._run(inputs)
-
-    def compute_output_spec(self, inputs):
-        return self.submodel.compute_output_spec(inputs)
-
-
-class _ExplainedModel(keras.Model):
-    """The view of a model that the visualizers explain.
-
-    ``predict`` is replaced by plain batched calls: tf-keras-vis' Score-CAM calls ``predict`` on every image,
-    which costs tens of milliseconds of set-up and prints a progress bar each time.
-    """
-
-    def predict(self, x, batch_size=32, **kwargs):
-        batch = x[0] if isinstance(x, (list, tuple)) else x
-        batch = np.asarray(batch, np.float32)
-        outputs = [np.asarray(self([tf.constant(batch[start:start + batch_size])], training=False))
-                   for start in range(0, len(batch), batch_size)]
-        return np.concatenate(outputs)
-
-
-def _explained_view(model: keras.Model, layer_name: str, two_class: bool) -> keras.Model:
-    """Input -> ``layer_name`` -> logits, as two traced stages sharing ``model``'s layers.
-
-    With ``two_class`` a detector's logit z becomes the pair (0, z), whose softmax is (1 - P(tumor), P(tumor)).
-    """
-    if "logits" in {layer.name for layer in model.layers}:
-        source, logits = model, model.get_layer("logits").output
-    else:
-        # ReplaceToLinear changes the layer it is given, so it gets a copy: the shared model stays as it is.
-        source = keras.models.clone_model(model)
-        source.set_weights(model.get_weights())
-        ReplaceToLinear()(source)
-        logits = source.outputs[0]
-    features = source.get_layer(layer_name).output
-    if two_class:
-        logits = keras.ops.concatenate([keras.ops.zeros_like(logits), logits], axis=-1)
-    below = keras.Model(source.inputs, features, name=f"{model.name}_below")
-    above = keras.Model(features, logits, name=f"{model.name}_above")
-    image = keras.Input(shape=model.input_shape[1:], name="image")
-    explained_features = _TracedStage(below, name=layer_name)(image)
-    explained_logits = _TracedStage(above, name="head")(explained_features)
-    # A list of inputs, because tf-keras-vis always calls models with a list.
-    return _ExplainedModel([image], explained_logits, name=f"{model.name}_explained")
