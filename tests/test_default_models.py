@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from brainml import nonbrain
-from brainml.datasets import TUMOR_TYPES
 from brainml.examples import REAL_EXAMPLES
 from brainml.io import read_scan
+from brainml.labels import CLASS_NAMES
 from brainml.predict import Cascade
 from brainml.preprocess import PrepSpec
 
@@ -22,7 +22,7 @@ def cascade():
 
 def test_the_default_pair_is_the_real_data_pair_the_app_expects(cascade):
     detector, classifier = cascade.detector, cascade.classifier
-    assert classifier.card.class_names == list(TUMOR_TYPES)
+    assert classifier.card.class_names == list(CLASS_NAMES)
     assert detector.card.class_names == ["notumor", "tumor"] and 0 < detector.card.threshold < 1
     assert classifier.card.prep_spec == detector.card.prep_spec == PrepSpec(size=128, channels=1)
     for card in (detector.card, classifier.card):

@@ -30,7 +30,7 @@ from pydicom.uid import (
 from brainml.io import archives as scan_archives
 from brainml.io import dicom as scan_dicom
 from brainml.io import reader as scan_reader
-from brainml.io import MAX_PIXELS, MIN_SIDE, SUPPORTED_EXTENSIONS, Scan, ScanError, read_scan, zip_members
+from brainml.io import MAX_PIXELS, MIN_SIDE, SUPPORTED_EXTENSIONS, Scan, ScanError, read_scan
 
 
 def phantom(size: int = 96, dtype=np.uint8, peak: int = 255) -> np.ndarray:
@@ -613,16 +613,19 @@ def test_zip_member_errors_name_the_member():
         read_scan(zip_bytes({"tiny.png": encode(Image.new("L", (3, 3)), "PNG")}), name="case.zip")
 
 
-def test_zip_members_lists_scans_and_leaves_out_clutter():
+def test_a_zip_of_scans_hands_back_its_files_without_clutter():
+    first, second = encode(Image.fromarray(phantom()), "PNG"), encode(Image.fromarray(phantom()[::-1]), "PNG")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("scans/", b"")
-        archive.writestr("scans/b.png", b"second")
-        archive.writestr("scans/a.png", b"first")
+        archive.writestr("scans/b.png", second)
+        archive.writestr("scans/a.png", first)
         archive.writestr("__MACOSX/scans/._a.png", b"resource fork")
         archive.writestr("scans/.DS_Store", b"finder")
         archive.writestr("../escape.png", b"outside")
-    assert zip_members(buffer.getvalue()) == [("scans/a.png", b"first"), ("scans/b.png", b"second")]
+    scan = read_scan(buffer.getvalue(), name="scans.zip")
+    assert scan.metadata["zip_member"] == "scans/a.png"
+    assert scan.members == (("scans/a.png", first), ("scans/b.png", second))
 
 
 def test_office_document_is_named_as_such():

@@ -5,11 +5,12 @@ import pytest
 from scipy import ndimage
 
 from brainml import synth
+from brainml.labels import CLASS_NAMES
 
 
-@pytest.mark.parametrize("label", synth.CLASS_NAMES)
+@pytest.mark.parametrize("label", CLASS_NAMES)
 def test_each_class_has_a_matching_mask(label):
-    case = synth.generate_case(np.random.default_rng([7, synth.CLASS_NAMES.index(label)]), label, synth.SynthConfig(size=128))
+    case = synth.generate_case(np.random.default_rng([7, CLASS_NAMES.index(label)]), label, synth.SynthConfig(size=128))
     assert case.image.shape == (128, 128) and case.image.dtype == np.float32
     assert 0.0 <= case.image.min() and case.image.max() <= 1.0
     if label == "notumor":
@@ -45,12 +46,12 @@ def test_same_seed_same_bytes(tmp_path):
 def test_layout_and_manifest(tmp_path):
     out = synth.generate_dataset(tmp_path / "set", 20, seed=1, config=synth.SynthConfig(size=64), workers=1)
     for split in ("Training", "Testing"):
-        for name in synth.CLASS_NAMES:
+        for name in CLASS_NAMES:
             assert (out / split / name).is_dir()
             assert (out / "masks" / split / name).is_dir()
     rows = list(csv.DictReader(open(out / "manifest.csv")))
     assert len(rows) == 20
-    assert {row["class"] for row in rows} == set(synth.CLASS_NAMES)
+    assert {row["class"] for row in rows} == set(CLASS_NAMES)
     assert sum(row["split"] == "Testing" for row in rows) == 4
     for row in rows:
         assert (out / row["file"]).is_file() and (out / row["mask"]).is_file()

@@ -8,6 +8,7 @@ import pytest
 
 from brainml import cli, synth
 from brainml.bundle import BundleError, load_bundle, read_card
+from brainml.labels import CLASS_NAMES
 from brainml.train import TrainConfig, train
 
 
@@ -90,7 +91,7 @@ def test_classifier_trains_and_predict_json_handles_good_and_bad_files(tiny_set,
     assert [line["ok"] for line in lines] == [True, False]
     first = lines[0]
     assert set(first) >= {"file", "ok", "error", "tumor_probability", "tumor", "threshold", "type", "type_probabilities", "models"}
-    assert set(first["type_probabilities"]) == set(synth.CLASS_NAMES)
+    assert set(first["type_probabilities"]) == set(CLASS_NAMES)
     assert sum(first["type_probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert (first["type"] is not None) == first["tumor"]
     assert lines[1]["error"] and lines[1]["tumor_probability"] is None

@@ -21,7 +21,7 @@ import streamlit as st
 from brainml import examples, labels, metrics
 from brainml.bundle import BundleError, ModelBundle, ModelCard, card_path_for, load_bundle, read_card
 from brainml.explain import METHODS, method_label  # noqa: F401 - pages read both through loaders
-from brainml.io import Scan, ScanError, read_scan, zip_members
+from brainml.io import Scan, ScanError, read_scan
 from brainml.predict import Cascade, Diagnosis
 from brainml.volume import VolumeScores, score_stack, stack_along
 from ui import imaging
@@ -216,7 +216,7 @@ def batch_items(uploads) -> list[BatchItem]:
         if "zip_member" not in scan.metadata:
             items.append(BatchItem(upload.name, scan))
             continue
-        for member, blob in zip_members(upload.getvalue()):
+        for member, blob in scan.members:
             name = f"{upload.name}/{member}"
             try:
                 items.append(BatchItem(name, _session_scan((upload.file_id, member), blob, member)))

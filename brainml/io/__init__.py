@@ -12,7 +12,7 @@ One module per concern: ``scan`` (the result, the error, shared limits and check
 ``reader`` (the entry point and dispatch), ``images``, ``dicom``, ``nifti`` and ``archives`` (gzip and zip).
 """
 
-from .archives import MAX_ZIP_MEMBERS, zip_members
+from .archives import MAX_ZIP_MEMBERS
 from .images import LUMA_WEIGHTS
 from .nifti import FOREGROUND_LEVEL
 from .reader import MAX_FILE_BYTES, read_scan
@@ -34,5 +34,4 @@ __all__ = [
     "Scan",
     "ScanError",
     "read_scan",
-    "zip_members",
 ]

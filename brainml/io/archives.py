@@ -99,33 +99,6 @@ def read_zip(data: bytes, name: str | None, read_member: Callable[..., Scan]) ->
     return _scan_from_members(contents, skipped, name, read_member)
 
 
-def zip_members(data: bytes) -> list[tuple[str, bytes]]:
-    """The files inside a zip that holds separate scans, for a batch to read one by one.
-
-    Call it only on a zip that :func:`brainml.io.read_scan` has accepted: the reader has checked the zip's member
-    count and unpacked size, so this only lists and reads, within the same caps. Folders, system clutter
-    (``__MACOSX/``, ``.DS_Store`` ...), password-protected entries and paths that point outside the archive are
-    left out, as the reader leaves them out.
-
-    Returns:
-        (member name, bytes) in name order.
-    """
-    entries, unpacked = [], 0
-    with zipfile.ZipFile(BytesIO(data)) as archive:
-        members = [info for info in archive.infolist()
-                   if not info.is_dir() and not _system_junk(info.filename) and not _unsafe_member(info.filename)]
-        for info in sorted(members[:MAX_ZIP_MEMBERS], key=lambda item: item.filename):
-            if info.flag_bits & 0x1:
-                continue
-            with archive.open(info) as stream:
-                blob = stream.read(MAX_UNPACKED_BYTES - unpacked + 1)
-            unpacked += len(blob)
-            if unpacked > MAX_UNPACKED_BYTES:
-                break
-            entries.append((info.filename, blob))
-    return entries
-
-
 def _scan_from_members(contents: list, skipped: Counter, name: str | None, read_member: Callable[..., Scan]) -> Scan:
     """A zip's DICOM files are one series; otherwise its first NIfTI volume, else its first image."""
     kinds = {member: detect_format(blob) for member, blob in contents}
@@ -149,6 +122,8 @@ def _scan_from_members(contents: list, skipped: Counter, name: str | None, read_
                     raise ScanError(error.message, f"{member} (in {name or 'the zip'})") from error.__cause__
                 matching = sum(kinds[other] in wanted for other, _ in contents)
                 scan.metadata["zip_member"] = member
+                # Every file of the zip goes with it, so a batch reads them one by one without unpacking again.
+                scan.members = tuple(contents)
                 if matching > 1:
                     scan.metadata["note"] = (f"The zip holds {matching} such files; the first, {member}, is shown. "
                                              "Upload the others one at a time to see them.")

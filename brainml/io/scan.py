@@ -53,6 +53,8 @@ class Scan:
         pixel_spacing: (row, column) spacing in mm when the source states it, else None.
         chosen_slice: the slice to show first (NIfTI: the one with most brain; DICOM series: the middle one).
         metadata: non-identifying facts (modality, window, orientation ...); never names, IDs or dates.
+        members: for a zip of separate scans (this one is its first): every file in the zip, ``(name, bytes)`` in
+            name order, without folders, system clutter, password-protected entries or paths leading outside it.
     """
 
     slices: np.ndarray
@@ -63,6 +65,7 @@ class Scan:
     pixel_spacing: tuple[float, float] | None = None
     chosen_slice: int = 0
     metadata: dict = field(default_factory=dict)
+    members: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
 
     @property
     def n_slices(self) -> int:
