@@ -5,10 +5,10 @@ import streamlit as st
 from brainml import labels
 from brainml.bundle import BundleError
 from brainml.examples import REAL_EXAMPLES
-from ui import loaders, state
+from ui import loaders, sidebar, state
 
 state.page_setup("Home")
-choice = state.model_picker()
+choice = sidebar.model_picker()
 
 st.title("BrainML")
 st.markdown(

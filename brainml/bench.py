@@ -141,12 +141,25 @@ def model_flops(model) -> float:
     return 2 * total
 
 
-def _example_slices(count: int, size: int = 256, seed: int = 7) -> list:
+def example_slices(count: int, size: int = 256, seed: int = 7) -> list:
+    """``count`` synthetic slices of every class in turn, the same on every machine."""
     from . import synth
 
     config = synth.SynthConfig(size=size)
     return [synth.generate_case(np.random.default_rng([seed, i]), CLASS_NAMES[i % 4], config).image
             for i in range(count)]
+
+
+def example_png_files(folder: Path, count: int, slices: list) -> list[Path]:
+    """``count`` PNG files written to ``folder``, cycling through ``slices``: what a run over a folder reads."""
+    from .synth import to_png
+
+    files = []
+    for i in range(count):
+        path = folder / f"scan_{i:04d}.png"
+        path.write_bytes(to_png(slices[i % len(slices)]))
+        files.append(path)
+    return files
 
 
 @lru_cache(maxsize=1)
@@ -213,7 +226,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda line: Non
     results: dict = {"environment": environment(), "config": config.__dict__.copy()}
     log("loading models")
     cascade = Cascade(load_bundle(config.detector), load_bundle(config.classifier))
-    slices = _example_slices(8)
+    slices = example_slices(8)
     png = to_png(slices[0])
     spec = cascade.detector.card.prep_spec
     tensor = prepare(slices[0], spec)[0][None]
@@ -245,11 +258,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda line: Non
     batch_timing = time_call(lambda: cascade.run(batch), max(runs // 5, 3), warmup)
     results["throughput_ips"] = 32 / (batch_timing.p50_ms / 1000)
     with tempfile.TemporaryDirectory() as folder:
-        files = []
-        for i in range(config.folder_images):
-            path = Path(folder) / f"scan_{i:04d}.png"
-            path.write_bytes(to_png(slices[i % len(slices)]))
-            files.append(path)
+        files = example_png_files(Path(folder), config.folder_images, slices)
         started = time.perf_counter()
         for start in range(0, len(files), 32):
             cascade.run([read_scan(path).image for path in files[start:start + 32]])

@@ -23,7 +23,7 @@ TRANSFER = {
     "xception": "Xception",
 }
 # Native input sides of the backbones (Xception's smallest accepted side is 71).
-MIN_SIDE = {"xception": 71, "vgg16": 32, "mobilenetv2": 32, "efficientnetb0": 32}
+MIN_INPUT_SIDE = {"xception": 71, "vgg16": 32, "mobilenetv2": 32, "efficientnetb0": 32}
 
 
 class ModelError(ValueError):
@@ -120,8 +120,8 @@ def _seed_cnn_body(inputs):
 
 
 def _transfer_body(arch, inputs, weights):
-    if inputs.shape[1] < MIN_SIDE[arch]:
-        raise ModelError(f"{arch} needs inputs of at least {MIN_SIDE[arch]} pixels.")
+    if inputs.shape[1] < MIN_INPUT_SIDE[arch]:
+        raise ModelError(f"{arch} needs inputs of at least {MIN_INPUT_SIDE[arch]} pixels.")
     constructor = getattr(keras.applications, TRANSFER[arch])
     # input_tensor builds the backbone's layers on our own input, so the whole network stays one flat graph.
     if weights == "imagenet":

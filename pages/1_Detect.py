@@ -8,10 +8,10 @@ from brainml.examples import EXAMPLES, REAL_EXAMPLES, find_example, find_real_ex
 from brainml.io import READABLE, SUPPORTED_EXTENSIONS, ScanError
 from brainml.report import html_report
 from brainml.volume import PLANES
-from ui import imaging, loaders, state, views
+from ui import imaging, loaders, sidebar, state, views
 
 state.page_setup("Detect")
-choice = state.model_picker()
+choice = sidebar.model_picker()
 models = loaders.models_or_stop(choice)
 
 
@@ -118,15 +118,15 @@ st.session_state["detect_scan_id"] = scan_id
 
 scored = view.scores.slices[slice_index] if view is not None else None
 if scored is not None and scored.diagnosis is not None:
-    first_pass = scored.diagnosis  # the volume pass already diagnosed this slice
+    unthresholded = scored.diagnosis  # the volume pass already diagnosed this slice
 else:
     with st.spinner("Running the models…"):
-        first_pass = loaders.diagnose_or_stop(models, image, scan)
+        unthresholded = loaders.diagnose_or_stop(models, image, scan)
 
 left, right = st.columns([3, 2], gap="large")
 with right:
     threshold = state.threshold_slider(models, key="detect_threshold", narrow=True)
-    diagnosis = first_pass.at(threshold)
+    diagnosis = unthresholded.at(threshold)
     st.session_state["detect_last"] = {"tumor_probability": diagnosis.tumor_probability, "scan": description,
                                        "withheld": diagnosis.withheld}
     if scored is not None and scored.diagnosis is None:
@@ -137,7 +137,7 @@ with right:
 
 with left:
     settings = views.heatmap_controls("detect", models)
-    result = loaders.heatmap(models, image, settings.method, settings.target)
+    result = loaders.heatmap(models, image, settings.method, settings.target, diagnosis=unthresholded)
     picture = viz.overlay(image, result.map, colormap=settings.colormap, opacity=settings.opacity,
                           contour=settings.contour)
     caption = f"{loaders.method_label(settings.method)} of {loaders.target_phrase(settings.target)}"

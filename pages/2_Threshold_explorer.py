@@ -6,10 +6,10 @@ import streamlit as st
 
 from brainml import charts, labels
 from brainml.metrics import ThresholdRule
-from ui import loaders, state, views
+from ui import loaders, sidebar, state, views
 
 state.page_setup("Threshold explorer")
-choice = state.model_picker()
+choice = sidebar.model_picker()
 models = loaders.models_or_stop(choice)
 card = models.detector.card
 

@@ -6,12 +6,12 @@ from brainml import labels, viz
 from brainml.examples import EXAMPLES, REAL_EXAMPLES
 from brainml.io import READABLE, SUPPORTED_EXTENSIONS
 from brainml.report import NOT_BRAIN_MRI, batch_csv, batch_row, batch_summary
-from ui import loaders, state, views
+from ui import loaders, sidebar, state, views
 
 THUMBNAILS = 24
 
 state.page_setup("Batch")
-choice = state.model_picker()
+choice = sidebar.model_picker()
 models = loaders.models_or_stop(choice)
 
 st.title("Batch")
@@ -95,10 +95,11 @@ st.download_button("Download the table (CSV)", batch_csv(rows, threshold, models
 
 if st.toggle("Show thumbnails with heatmaps", key="batch_thumbnails",
              help=f"Grad-CAM of the detector's tumor score over the first {THUMBNAILS} readable scans."):
-    readable = [(row, image) for row, image in zip(rows, images) if image is not None]
+    readable = [(row, image, result) for row, image, result in zip(rows, images, results) if image is not None]
     columns = st.columns(4)
-    for position, (row, image) in enumerate(readable[:THUMBNAILS]):
-        heat = loaders.heatmap(models, image, loaders.DEFAULT_METHOD).map
+    for position, (row, image, result) in enumerate(readable[:THUMBNAILS]):
+        heat = loaders.heatmap(models, image, loaders.DEFAULT_METHOD,
+                               diagnosis=None if isinstance(result, str) else result).map
         kind = f" ({labels.class_label(row.type)})" if row.type else ""
         score = "" if row.tumor_probability is None else f" · P(tumor) {views.comparison(row.tumor_probability, threshold)}"
         caption = f"{row.file}{score} · {row.verdict}{kind}"

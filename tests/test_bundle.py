@@ -38,3 +38,25 @@ def test_only_a_detector_is_a_view_and_only_a_type_classifier_is_viewed():
     assert card("classify", {"classifier": "classifier"}).detector_view is None
     with pytest.raises(ValueError, match="model is not a type classifier with a 'notumor' class"):
         card("detect").viewed_as_detector()
+
+
+def test_a_model_and_a_card_that_do_not_match_and_a_newer_card_are_refused(tmp_path):
+    import json
+    from pathlib import Path
+
+    from brainml.bundle import BundleError, load_bundle
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "synthetic" / "detector"
+    card = json.loads(shipped.with_suffix(".json").read_text())
+    target = tmp_path / "detector"
+    target.with_suffix(".keras").write_bytes(shipped.with_suffix(".keras").read_bytes())
+    size = card["prep"]["size"]
+    card["prep"]["size"] = size * 2
+    target.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="do not belong together"):
+        load_bundle(target)
+    card["prep"]["size"] = size
+    card["schema_version"] = 99
+    target.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="newer than this BrainML understands"):
+        load_bundle(target)

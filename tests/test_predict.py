@@ -59,3 +59,25 @@ def test_a_detector_read_off_the_classifier_runs_one_network_with_the_same_score
     layer = other.model.get_layer("logits")
     layer.set_weights([weight + 1.0 for weight in layer.get_weights()])
     assert predict.is_view_of(detector, classifier) and not predict.is_view_of(detector, other)
+
+
+def test_a_diagnosis_carries_the_input_the_detector_saw_and_a_heatmap_reuses_it():
+    import numpy as np
+
+    from brainml.bundle import load_bundle
+    from brainml.examples import example_case
+    from brainml.explain.core import heatmap
+    from brainml.predict import Cascade
+    from brainml.preprocess import prepare
+
+    detector, classifier = load_bundle("models/synthetic/detector.json"), load_bundle("models/synthetic/classifier.json")
+    image = example_case("glioma").image
+    diagnosis = Cascade(detector, classifier).run([image], threshold=0.0)[0]
+    tensor, box = prepare(image, detector.card.prep_spec)
+    np.testing.assert_array_equal(diagnosis.model_input, tensor)
+    assert diagnosis.crop_box == box
+    assert "model_input" not in diagnosis.to_dict() and "crop_box" not in diagnosis.to_dict()
+    reused = heatmap(detector, image, "gradcam", prepared=(diagnosis.model_input, diagnosis.crop_box))
+    fresh = heatmap(detector, image, "gradcam")
+    np.testing.assert_allclose(reused.map, fresh.map, atol=1e-6)
+    assert reused.crop_box == fresh.crop_box

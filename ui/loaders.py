@@ -58,7 +58,7 @@ def display_path(path: str) -> str:
         return str(path)
 
 
-def card(path: str) -> ModelCard:
+def cached_card(path: str) -> ModelCard:
     """One card, read fresh (cards are small); raises BundleError."""
     return read_card(path)
 
@@ -108,7 +108,7 @@ def _cascade(detector_path: str, detector_stamp: float, classifier_path: str | N
     return Cascade(detector, classifier)
 
 
-def models(detector_path: str, classifier_path: str | None) -> Models:
+def load_pair(detector_path: str, classifier_path: str | None) -> Models:
     """Load (once) and pair the chosen models; raises BundleError or ValueError with a message for people."""
     cascade = _cascade(detector_path, _stamp(detector_path), classifier_path,
                        _stamp(classifier_path) if classifier_path else 0.0)
@@ -118,7 +118,7 @@ def models(detector_path: str, classifier_path: str | None) -> Models:
 def models_or_stop(choice) -> Models:
     """:func:`models` for a page: a model that cannot be loaded stops the page with its reason."""
     try:
-        return models(choice.detector, choice.classifier)
+        return load_pair(choice.detector, choice.classifier)
     except (BundleError, ValueError) as error:
         st.error(f"The chosen models cannot be used: {error}")
         st.stop()
@@ -269,7 +269,7 @@ def _diagnose(model_key: tuple, image: np.ndarray, colour_saturation: float) -> 
     return cascade.run([image], threshold=0.0, colour_saturations=[colour_saturation])[0]
 
 
-def diagnose(models_: Models, image: np.ndarray, scan: Scan | None = None) -> Diagnosis:
+def diagnose(models: Models, image: np.ndarray, scan: Scan | None = None) -> Diagnosis:
     """The cascade's diagnosis of one slice at threshold 0.0 (so it carries its type); see the module docstring.
 
     Args:
@@ -277,7 +277,7 @@ def diagnose(models_: Models, image: np.ndarray, scan: Scan | None = None) -> Di
             weighs (MRI is grey); None for the app's own grey examples.
     """
     saturation = float(scan.metadata.get("colour_saturation", 0.0)) if scan is not None else 0.0
-    return _diagnose(models_.key, np.ascontiguousarray(image, dtype=np.float32), saturation)
+    return _diagnose(models.key, np.ascontiguousarray(image, dtype=np.float32), saturation)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -287,22 +287,22 @@ def _diagnose_many(model_key: tuple, images: tuple[np.ndarray, ...], colour_satu
     return cascade.run(list(images), threshold=0.0, colour_saturations=list(colour_saturations))
 
 
-def diagnose_many_or_stop(models_: Models, images: list[np.ndarray], scans: list[Scan | None]) -> list[Diagnosis]:
+def diagnose_many_or_stop(models: Models, images: list[np.ndarray], scans: list[Scan | None]) -> list[Diagnosis]:
     """:func:`diagnose` over many slices in one batched cascade pass (Batch)."""
     saturations = tuple(float(scan.metadata.get("colour_saturation", 0.0)) if scan is not None else 0.0 for scan in scans)
     try:
-        return _diagnose_many(models_.key, tuple(np.ascontiguousarray(image, dtype=np.float32) for image in images),
+        return _diagnose_many(models.key, tuple(np.ascontiguousarray(image, dtype=np.float32) for image in images),
                               saturations)
     except BundleError as error:
         st.error(f"The chosen models cannot be used: {error}", icon=":material/error:")
         st.stop()
 
 
-def diagnose_or_stop(models_: Models, image: np.ndarray, scan: Scan | None = None) -> Diagnosis:
+def diagnose_or_stop(models: Models, image: np.ndarray, scan: Scan | None = None) -> Diagnosis:
     """:func:`diagnose` for a page: models that cannot run (a guard file gone missing) stop the page with the
     reason."""
     try:
-        return diagnose(models_, image, scan)
+        return diagnose(models, image, scan)
     except BundleError as error:
         st.error(f"The chosen models cannot be used: {error}", icon=":material/error:")
         st.stop()
@@ -323,15 +323,15 @@ VOLUME_SCORES_KEPT = 64
 VOLUME_STACKS_KEPT = 2
 
 
-def volume_view_or_stop(models_: Models, scan: Scan, scan_id: str, plane: str = "axial", level: float = 0.5,
+def volume_view_or_stop(models: Models, scan: Scan, scan_id: str, plane: str = "axial", level: float = 0.5,
                         width: float = 1.0) -> VolumeView:
     """Every slice of ``scan`` along ``plane``, windowed, scored once per session with a progress bar; models that
     cannot run stop the page with the reason."""
     window = (round(float(level), 4), round(float(width), 4))
     stack = _kept(("volume_stacks", VOLUME_STACKS_KEPT), (scan_id, plane, window),
                   lambda: imaging.rewindow(stack_along(scan, plane), level, width))
-    return VolumeView(stack, _kept(("volume_scores", VOLUME_SCORES_KEPT), (models_.key, scan_id, plane, window),
-                                   lambda: _score_with_progress(models_, stack, plane)))
+    return VolumeView(stack, _kept(("volume_scores", VOLUME_SCORES_KEPT), (models.key, scan_id, plane, window),
+                                   lambda: _score_with_progress(models, stack, plane)))
 
 
 def _kept(store_and_size: tuple[str, int], key: tuple, make):
@@ -346,10 +346,10 @@ def _kept(store_and_size: tuple[str, int], key: tuple, make):
     return store[key]
 
 
-def _score_with_progress(models_: Models, stack: np.ndarray, plane: str) -> VolumeScores:
+def _score_with_progress(models: Models, stack: np.ndarray, plane: str) -> VolumeScores:
     bar = st.progress(0.0, text=f"Scoring every slice of the volume ({len(stack)} slices)…")
     try:
-        scores = score_stack(models_.cascade, stack, plane, progress=lambda done, total: bar.progress(
+        scores = score_stack(models.cascade, stack, plane, progress=lambda done, total: bar.progress(
             done / max(total, 1), text=f"Scoring every slice of the volume… {done} of {total}"))
     except BundleError as error:
         st.error(f"The chosen models cannot be used: {error}", icon=":material/error:")
@@ -376,18 +376,18 @@ class HeldOut:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _held_out(path: str, stamp: float) -> HeldOut:
-    card_ = read_card(path)
-    labels = np.asarray(card_.held_out_labels, dtype=int)
-    scores = np.asarray(card_.held_out_scores, dtype=float)
+    card = read_card(path)
+    labels = np.asarray(card.held_out_labels, dtype=int)
+    scores = np.asarray(card.held_out_scores, dtype=float)
     return HeldOut(labels, scores, metrics.sweep_thresholds(labels, scores), metrics.curves(labels, scores),
                    metrics.calibration(labels, np.clip(scores, 0.0, 1.0)))
 
 
-def held_out(models_: Models) -> HeldOut | None:
+def held_out(models: Models) -> HeldOut | None:
     """The detector card's held-out predictions, swept once; None when the card has none."""
-    if not models_.detector.card.has_held_out:
+    if not models.detector.card.has_held_out:
         return None
-    return _held_out(models_.detector_path, _stamp(models_.detector_path))
+    return _held_out(models.detector_path, _stamp(models.detector_path))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -396,18 +396,18 @@ def _f1_interval(path: str, stamp: float, threshold: float) -> tuple[float, floa
     return metrics.f1_interval(data.labels, data.scores, threshold)
 
 
-def held_out_f1_interval(models_: Models, threshold: float) -> tuple[float, float]:
+def held_out_f1_interval(models: Models, threshold: float) -> tuple[float, float]:
     """Bootstrap 95% interval of F1 at ``threshold`` on the detector's held-out predictions."""
-    return _f1_interval(models_.detector_path, _stamp(models_.detector_path), round(float(threshold), 6))
+    return _f1_interval(models.detector_path, _stamp(models.detector_path), round(float(threshold), 6))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _classifier_calibration(path: str, stamp: float) -> metrics.Calibration | None:
-    card_ = read_card(path)
-    if not card_.has_held_out:
+    card = read_card(path)
+    if not card.has_held_out:
         return None
-    labels = np.asarray(card_.held_out_labels, dtype=int)
-    probabilities = np.asarray(card_.held_out_scores, dtype=float)
+    labels = np.asarray(card.held_out_labels, dtype=int)
+    probabilities = np.asarray(card.held_out_scores, dtype=float)
     return metrics.calibration(probabilities.argmax(axis=1) == labels, np.clip(probabilities.max(axis=1), 0, 1))
 
 
@@ -422,11 +422,11 @@ DEFAULT_METHOD = "gradcam"
 TUMOR_TARGET = "tumor"
 
 
-def heatmap_targets(models_: Models) -> list[str]:
+def heatmap_targets(models: Models) -> list[str]:
     """What a heatmap can explain: the detector's tumor score, then each class of the type classifier."""
     targets = [TUMOR_TARGET]
-    if models_.classifier is not None:
-        targets += [f"class:{name}" for name in models_.classifier.card.class_names]
+    if models.classifier is not None:
+        targets += [f"class:{name}" for name in models.classifier.card.class_names]
     return targets
 
 
@@ -452,22 +452,30 @@ def _explainer(path: str, stamp: float):
 
 
 @st.cache_data(show_spinner="Computing the heatmap…", max_entries=256)
-def _heatmap(path: str, stamp: float, image: np.ndarray, method: str, target: str):
+def _heatmap(path: str, stamp: float, image: np.ndarray, method: str, target: str, _prepared=None):
+    # ``_prepared`` is left out of the cache key: it is the image itself, as the model's preprocessing made it.
     from brainml.explain.core import heatmap
 
-    return heatmap(_explainer(path, stamp), image, method, target)
+    return heatmap(_explainer(path, stamp), image, method, target, prepared=_prepared)
 
 
-def heatmap(models_: Models, image: np.ndarray, method: str, target: str = TUMOR_TARGET):
+def heatmap(models: Models, image: np.ndarray, method: str, target: str = TUMOR_TARGET,
+            diagnosis: Diagnosis | None = None):
     """The heatmap of ``target`` (see :func:`heatmap_targets`) on the original slice's grid, computed once.
 
+    Args:
+        diagnosis: the cascade's diagnosis of this very slice: the heatmap reuses the input it prepared.
     Returns:
         a :class:`brainml.explain.core.HeatmapResult`.
     """
     image = np.ascontiguousarray(image, dtype=np.float32)
-    if target == TUMOR_TARGET:
-        return _heatmap(models_.detector_path, _stamp(models_.detector_path), image, method, TUMOR_TARGET)
-    return _heatmap(models_.classifier_path, _stamp(models_.classifier_path), image, method, target.split(":", 1)[1])
+    path = models.detector_path if target == TUMOR_TARGET else models.classifier_path
+    explained = TUMOR_TARGET if target == TUMOR_TARGET else target.split(":", 1)[1]
+    prepared = None
+    if diagnosis is not None and diagnosis.model_input is not None and (
+            target == TUMOR_TARGET or models.classifier.card.prep == models.detector.card.prep):
+        prepared = (diagnosis.model_input, diagnosis.crop_box)
+    return _heatmap(path, _stamp(path), image, method, explained, _prepared=prepared)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -477,7 +485,7 @@ def _localisation(path: str, stamp: float, n_cases: int, seed: int) -> dict:
     return localisation_table(_explainer(path, stamp), examples.localisation_cases(n_cases, seed))
 
 
-def localisation(models_: Models, n_cases: int, seed: int = 0) -> dict:
+def localisation(models: Models, n_cases: int, seed: int = 0) -> dict:
     """The detector's localisation table on ``n_cases`` fresh synthetic tumor cases (see
     :func:`brainml.explain.evaluation.localisation_table`); computed once per model."""
-    return _localisation(models_.detector_path, _stamp(models_.detector_path), n_cases, seed)
+    return _localisation(models.detector_path, _stamp(models.detector_path), n_cases, seed)

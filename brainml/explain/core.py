@@ -310,6 +310,7 @@ def heatmap(
     method: str = "gradcam",
     target=None,
     spec: PrepSpec | None = None,
+    prepared: tuple[np.ndarray, CropBox] | None = None,
 ) -> HeatmapResult:
     """Prepare one slice as its model expects, explain it and map the heatmap back onto the slice.
 
@@ -320,13 +321,15 @@ def heatmap(
         method: one of :data:`METHODS`.
         target: see :meth:`Explainer.explain`.
         spec: the preprocessing; defaults to the model card's.
+        prepared: the slice already prepared with that preprocessing and its crop box (a diagnosis's
+            ``model_input`` and ``crop_box``), so it is not prepared twice.
     Returns:
         A :class:`HeatmapResult` whose ``map`` has the slice's shape and is zero outside the crop box.
     """
     explainer = _explainer(bundle_or_explainer)
     spec = _spec(explainer, spec)
     slice2d = np.asarray(slice2d, np.float32)
-    tensor, box = prepare(slice2d, spec)
+    tensor, box = prepared if prepared is not None else prepare(slice2d, spec)
     maps, targets = explainer.explain_with_targets(tensor, method, target)
     full = uncrop(maps[0], box, slice2d.shape)
     return HeatmapResult(full, maps[0], method, targets[0], box, bool(is_empty(maps[0])))

@@ -1,5 +1,6 @@
 """What the app tests share: where the pages are, how to choose models, and how to read a page's state."""
 
+from functools import lru_cache
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -87,3 +88,27 @@ def batch_table(at):
 
 def images(at) -> list:
     return list(at.image)
+
+
+@lru_cache(maxsize=4)
+def _cascade(detector: str, classifier: str):
+    from brainml.predict import Cascade
+
+    return Cascade.from_paths(detector, classifier)
+
+
+def expected_verdict(image, scan=None, detector=ROOT / "models" / "detector.json",
+                     classifier=ROOT / "models" / "classifier.json") -> str:
+    """The verdict line a page must show for ``image`` at the detector card's threshold, from the library itself
+    (``scan``: the upload it came from, whose colour the guard weighs)."""
+    from brainml.report import verdict_text
+
+    saturation = scan.metadata.get("colour_saturation", 0.0) if scan is not None else 0.0
+    diagnosis = _cascade(str(detector), str(classifier)).run([image], colour_saturations=[saturation])[0]
+    return verdict_text(diagnosis)
+
+
+def shown_verdict(at) -> str:
+    """The verdict line on the page (exactly one must be there)."""
+    verdict_of(at)
+    return headlines(at)[0]
