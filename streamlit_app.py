@@ -18,8 +18,8 @@ st.markdown(
 )
 
 try:
-    detector_card = loaders.card(choice.detector)
-    classifier_card = loaders.card(choice.classifier) if choice.classifier else None
+    detector_card = loaders.cached_card(choice.detector)
+    classifier_card = loaders.cached_card(choice.classifier) if choice.classifier else None
 except BundleError as error:
     st.error(f"The chosen models cannot be used: {error}")
     st.stop()
