@@ -176,6 +176,57 @@ def _bench_volume(slices: int = 176, side: int = 256) -> bytes:
     return nibabel.Nifti1Image(np.round(resampled * 1000).astype(np.int16), np.diag([*(1 / np.array(zoom)), 1])).to_bytes()
 
 
+def without_engine(bundle):
+    """The same bundle with Keras running it (its card's engine record left out)."""
+    from dataclasses import replace
+
+    from .bundle import ModelBundle
+
+    return ModelBundle(bundle.model, replace(bundle.card, engine={}), bundle.card_path)
+
+
+def _cascade_flops(cascade, detector_flops: float, classifier_flops: float) -> float:
+    from .predict import is_view_of
+
+    return classifier_flops if is_view_of(cascade.detector, cascade.classifier) else detector_flops + classifier_flops
+
+
+def int8_check(bundle, slices: list, runs: int, warmup: int) -> dict:
+    """The classifier with 8-bit weights (a dynamic-range LiteRT engine, built in a temporary folder) against its
+    float engine on ``slices``: time per slice, the largest change of any probability, and whether every slice keeps
+    its most likely class. Whether it keeps the held-out verdicts is for ``evaluate --engine litert`` to say."""
+    import shutil
+
+    from .bundle import load_bundle
+    from .engine import build_engine, engine_for
+    from .predict import network_outputs
+    from .preprocess import prepare_batch
+
+    inputs = prepare_batch(slices, bundle.card.prep_spec)[0]
+    with tempfile.TemporaryDirectory() as folder:
+        for suffix in (".json", ".keras"):
+            shutil.copy(bundle.card_path.with_suffix(suffix), Path(folder) / f"int8{suffix}")
+        quantized = load_bundle(Path(folder) / "int8.json")
+        path = build_engine(quantized, "dynamic-int8")
+        if engine_for(bundle) is None:
+            return {"available": False, "reason": "the model has no float engine to compare with"}
+        float_scores, int8_scores = network_outputs(bundle, inputs)[0], network_outputs(quantized, inputs)[0]
+        timing = time_call(lambda: engine_for(quantized).run(inputs[:1]), runs, warmup)
+        return {"available": True, "engine_mb": path.stat().st_size / 2**20, "p50_ms": timing.p50_ms,
+                "max_probability_change": float(np.abs(float_scores - int8_scores).max()),
+                "same_class": int((float_scores.argmax(axis=1) == int8_scores.argmax(axis=1)).sum()), "n": len(inputs)}
+
+
+FIRST_PAGE_SCRIPT = """
+import sys, time
+started = time.perf_counter()
+import streamlit
+from brainml.bundle import read_card
+from ui import loaders, sidebar, state
+read_card(sys.argv[1]), read_card(sys.argv[2])
+print(time.perf_counter() - started)
+"""
+
 COLD_START_SCRIPT = """
 import sys, time
 started = time.perf_counter()
@@ -218,6 +269,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda line: Non
     from .bundle import load_bundle
     from .explain.core import Explainer, heatmap
     from .io import read_scan
+    from .engine import engine_for
     from .predict import Cascade, model_scores
     from .preprocess import prepare
     from .synth import to_png
@@ -226,6 +278,9 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda line: Non
     results: dict = {"environment": environment(), "config": config.__dict__.copy()}
     log("loading models")
     cascade = Cascade(load_bundle(config.detector), load_bundle(config.classifier))
+    # The same networks with Keras running them: the reference each engine is measured against.
+    keras_cascade = Cascade(*(without_engine(bundle) for bundle in (cascade.detector, cascade.classifier)))
+    results["engines"] = cascade.engines
     slices = example_slices(8)
     png = to_png(slices[0])
     spec = cascade.detector.card.prep_spec
@@ -238,7 +293,11 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda line: Non
         "detector": time_call(lambda: model_scores(cascade.detector.model, tensor), runs, warmup),
         "classifier": time_call(lambda: model_scores(cascade.classifier.model, tensor), runs, warmup),
         "cascade": time_call(lambda: cascade.run([slices[0]]), runs, warmup),
+        "cascade_keras": time_call(lambda: keras_cascade.run([slices[0]]), runs, warmup),
     }
+    for name, bundle in (("detector", cascade.detector), ("classifier", cascade.classifier)):
+        if engine_for(bundle) is not None:
+            timings[f"{name}_litert"] = time_call(lambda b=bundle: engine_for(b).run(tensor), runs, warmup)
     explainer = Explainer.for_bundle(cascade.detector)
     heat = heatmap(explainer, slices[0], "gradcam").map
     timings["overlay"] = time_call(lambda: viz.overlay(slices[0], heat), runs, warmup)
@@ -257,6 +316,10 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda line: Non
     batch = [slices[i % len(slices)] for i in range(32)]
     batch_timing = time_call(lambda: cascade.run(batch), max(runs // 5, 3), warmup)
     results["throughput_ips"] = 32 / (batch_timing.p50_ms / 1000)
+    keras_batch = time_call(lambda: keras_cascade.run(batch), max(runs // 5, 3), warmup)
+    results["throughput_keras_ips"] = 32 / (keras_batch.p50_ms / 1000)
+    log("8-bit weights")
+    results["int8"] = int8_check(cascade.classifier, example_slices(40, seed=11), runs, warmup)
     with tempfile.TemporaryDirectory() as folder:
         files = example_png_files(Path(folder), config.folder_images, slices)
         started = time.perf_counter()
@@ -297,6 +360,9 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda line: Non
         scan_path.write_bytes(png)
         colds = [_python_figure(COLD_START_SCRIPT, config.detector, config.classifier, str(scan_path))
                  for _ in range(config.cold_starts)]
+        firsts = [_python_figure(FIRST_PAGE_SCRIPT, config.detector, config.classifier)
+                  for _ in range(config.cold_starts)]
+        results["first_page_s"] = statistics.median(firsts)
         array_path = Path(folder) / "slice.npy"
         np.save(array_path, slices[0])
         results["peak_rss_mb"] = _python_figure(PEAK_MEMORY_SCRIPT, config.detector, config.classifier, str(array_path))
@@ -312,8 +378,12 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda line: Non
         "classifier_mflops": classifier_flops / 1e6,
         # measured time / the time the FLOPs would take at the matmul rate (1.0 = at the hardware limit)
         "detector_ratio": timings["detector"].p50_ms / (detector_flops / gflops / 1e6),
+        "detector_litert_ratio": (timings["detector_litert"].p50_ms / (detector_flops / gflops / 1e6)
+                                  if "detector_litert" in timings else None),
         "classifier_ratio": timings["classifier"].p50_ms / (classifier_flops / gflops / 1e6),
-        "cascade_batch32_ratio": (batch_timing.p50_ms / 32) / ((detector_flops + classifier_flops) / gflops / 1e6),
+        # The cascade runs one network when the detector is a view of the classifier.
+        "cascade_batch32_ratio": (batch_timing.p50_ms / 32) / (_cascade_flops(cascade, detector_flops, classifier_flops)
+                                                               / gflops / 1e6),
     }
 
     results.update({
@@ -358,18 +428,23 @@ def format_report(results: dict) -> str:
     ceiling = results["ceiling"]
     lines += [
         "",
-        f"cascade throughput, batch 32: {results['throughput_ips']:.0f} images/s",
+        f"engines: {', '.join(f'{name} {engine}' for name, engine in results['engines'].items())}",
+        f"cascade throughput, batch 32: {results['throughput_ips']:.0f} images/s "
+        f"(Keras: {results['throughput_keras_ips']:.0f} images/s)",
         f"predict over a folder of {results['config']['folder_images']} PNGs: {results['folder_ips']:.0f} images/s",
         "threshold slider move (sweep lookup + 4 figures): "
         + (f"{results['slider_ms']:.1f} ms" if results["slider_ms"] is not None else "n/a (card has no held-out scores)"),
         f"a whole volume, {' x '.join(map(str, results['volume_shape']))}: every slice scored in "
         f"{results['volume_s']:.2f} s (read in {results['volume_read_s']:.2f} s)",
+        f"first page (its imports and the cards, no TensorFlow): {results['first_page_s']:.2f} s",
         f"cold start to first verdict: {results['cold_start_s']:.2f} s (median of {results['config']['cold_starts']})",
         f"peak memory, both models + a visualizer: {results['peak_rss_mb']:.0f} MB",
         "",
         f"hardware ceiling: matmul {ceiling['matmul_gflops']:.1f} GFLOP/s; detector {ceiling['detector_mflops']:.1f} MFLOP, "
         f"classifier {ceiling['classifier_mflops']:.1f} MFLOP per image",
-        f"  measured / ceiling time: detector x{ceiling['detector_ratio']:.1f}, classifier x{ceiling['classifier_ratio']:.1f}, "
+        f"  measured / ceiling time: detector x{ceiling['detector_ratio']:.1f} with Keras"
+        + (f", x{ceiling['detector_litert_ratio']:.1f} with LiteRT" if ceiling.get("detector_litert_ratio") else "")
+        + f", classifier x{ceiling['classifier_ratio']:.1f}, "
         f"cascade at batch 32 x{ceiling['cascade_batch32_ratio']:.1f}",
         "",
         "targets:",
@@ -378,6 +453,11 @@ def format_report(results: dict) -> str:
         state = {True: "met", False: "MISSED", None: "n/a"}[verdict["met"]]
         value = "n/a" if verdict["value"] is None else f"{verdict['value']:.2f}"
         lines.append(f"  {name:<24}{value:>10}  target {verdict['target']:<10} {state}")
+    int8 = results.get("int8", {})
+    if int8.get("available"):
+        lines.insert(lines.index("targets:") - 1, (
+            f"8-bit weights (dynamic range): {int8['engine_mb']:.2f} MB, {int8['p50_ms']:.2f} ms a slice; largest "
+            f"probability change {int8['max_probability_change']:.4f}, same class on {int8['same_class']} of {int8['n']}"))
     if "compare" in results:
         lines += _compare_lines(results["compare"])
     return "\n".join(lines)

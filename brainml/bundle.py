@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -42,12 +43,15 @@ class DetectorView:
         rule: how the classifier's output is read; the cascade knows only :data:`VIEW_RULE`.
         computed_as: how the detector's graph computes the rule, where that is worth telling.
         seconds: how long reading the classifier took (``train --from-classifier``).
+        classifier_sha256: the SHA-256 of the classifier's ``.keras`` file the view was read from. While the file
+            still has it, the view holds that classifier's weights, known without loading either network.
     """
 
     classifier: str
     rule: str = VIEW_RULE
     computed_as: str | None = None
     seconds: float | None = None
+    classifier_sha256: str | None = None
 
     def to_dict(self) -> dict:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -68,9 +72,11 @@ class DetectorView:
         if not isinstance(classifier, str) or not classifier or rule != VIEW_RULE:
             return None
         computed_as, seconds = derived_from.get("computed_as"), derived_from.get("seconds")
+        sha256 = derived_from.get("classifier_sha256")
         return cls(classifier, rule,
                    computed_as if isinstance(computed_as, str) else None,
-                   float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None)
+                   float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None,
+                   sha256 if isinstance(sha256, str) else None)
 
 
 class BundleError(ValueError):
@@ -110,6 +116,9 @@ class ModelCard:
     # {"file": "NAME.guard.npz", "acceptance": ..., "measured": {...}}: the out-of-distribution guard fitted on this
     # model's features (see brainml.guard); empty when the model has none.
     guard: dict = field(default_factory=dict)
+    # {"file": "NAME.tflite", "keras_sha256": ..., "quantization": ...}: the LiteRT engine verdicts run on (see
+    # brainml.engine); empty when the model has none and runs through Keras.
+    engine: dict = field(default_factory=dict)
     trained_on_synthetic: bool = True
     notice: str = SYNTHETIC_NOTICE
     intended_use: str = "Research and teaching: exploring how a CNN finds tumors in 2D MRI slices. Not for diagnosis."
@@ -169,11 +178,37 @@ class ModelCard:
         return cls(**known)
 
 
-@dataclass
 class ModelBundle:
-    model: object  # keras.Model
-    card: ModelCard
-    card_path: Path
+    """A model card and its Keras network.
+
+    Args:
+        model: the loaded network, or None to load it from ``card_path`` the first time :attr:`model` is read (a
+            cascade that runs a LiteRT engine never needs it, nor TensorFlow).
+    """
+
+    def __init__(self, model, card: ModelCard, card_path: str | os.PathLike):
+        self._model = model
+        self.card = card
+        self.card_path = Path(card_path)
+        self._sha256: str | None = None
+
+    @property
+    def model(self):
+        """The Keras network (``keras.Model``), loaded and checked against the card on first use.
+
+        Raises:
+            BundleError: the file cannot be loaded or does not match the card.
+        """
+        if self._model is None:
+            self._model = _load_keras(self.card, self.card_path)
+        return self._model
+
+    @property
+    def keras_sha256(self) -> str:
+        """The SHA-256 of the ``.keras`` file, read once."""
+        if self._sha256 is None:
+            self._sha256 = file_sha256(self.card_path.with_suffix(".keras"))
+        return self._sha256
 
     @property
     def label(self) -> str:
@@ -215,25 +250,37 @@ def read_card(path: str | os.PathLike) -> ModelCard:
     return ModelCard.from_dict(values, source=str(card_path))
 
 
-def load_bundle(path: str | os.PathLike) -> ModelBundle:
+def load_bundle(path: str | os.PathLike, lazy: bool = False) -> ModelBundle:
     """Load a model and its card and check they agree.
 
+    Args:
+        lazy: read the card now and the network when it is first used (see :class:`ModelBundle`).
     Raises:
-        BundleError: missing files, a card from a newer format, or a card that does not match the model.
+        BundleError: missing files, a card from a newer format, or a card that does not match the model (with
+            ``lazy``, the last when the network is first used).
     """
-    import keras
-
     card = read_card(path)
     card_path = card_path_for(path)
     model_path = card_path.with_suffix(".keras")
     if not model_path.is_file():
         raise BundleError(f"The card {card_path} has no model beside it ({model_path.name} is missing).")
+    return ModelBundle(None if lazy else _load_keras(card, card_path), card, card_path)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _load_keras(card: ModelCard, card_path: Path):
+    import keras
+
+    model_path = card_path.with_suffix(".keras")
     try:
         model = keras.saving.load_model(model_path, compile=False)
     except Exception as error:  # Keras raises many types for a bad file
         raise BundleError(f"Could not load {model_path}: {error}") from error
     check_agreement(model, card, card_path)
-    return ModelBundle(model, card, card_path)
+    return model
 
 
 def check_agreement(model, card: ModelCard, card_path: Path) -> None:

@@ -336,14 +336,15 @@ def heat_map(heat, colormap: str = "jet", title: str | None = None) -> go.Figure
     return _layout(figure, title, height=520, plot_bgcolor="black")
 
 
-def slice_strip(probabilities, threshold: float, current: int | None = None, skipped=None, withheld=None,
-                truth: tuple[int, int] | None = None, title: str | None = None) -> go.Figure:
-    """P(tumor) along a volume's slices, one bar per slice, with the threshold line and the slice on show.
+def slice_strip(probabilities, threshold: float, current: int | None = None, skipped: Sequence = (),
+                withheld: Sequence = (), truth: tuple[int, int] | None = None, title: str | None = None) -> go.Figure:
+    """P(tumor) along a volume's slices, one bar per slice with a verdict (red at or above the threshold, blue below),
+    the threshold line, the slice on show, and grey bands where slices have no verdict.
 
     Args:
         probabilities: (n,) P(tumor) per slice; NaN where there is none.
-        skipped, withheld: (n,) bool: slices with too little head, and slices the guard refused (grey ticks at 0).
-        truth: (first, last) slices that hold the lesion, when known (the Lab's volume): shaded.
+        skipped, withheld: runs of slices, as (first, last), with too little head, and that the guard refused.
+        truth: (first, last) slices that hold the lesion, when known (the example volume): shaded and labelled.
     """
     probabilities = np.asarray(probabilities, float)
     slices = np.arange(len(probabilities))
@@ -351,22 +352,29 @@ def slice_strip(probabilities, threshold: float, current: int | None = None, ski
     values = np.nan_to_num(probabilities)
     colours = np.where(values >= threshold, TUMOR_COLOUR, CLEAR_COLOUR)
     figure = go.Figure(go.Bar(
-        x=slices[scored], y=values[scored], marker_color=colours[scored], marker_line_width=0, name="P(tumor)",
+        x=slices[scored], y=values[scored], marker_color=colours[scored], marker_line_width=0, showlegend=False,
         hovertemplate="slice %{x}<br>P(tumor) %{y:.3f}<extra></extra>"))
-    for mask, label, symbol in ((skipped, "skipped: too little head", "line-ns-open"),
-                                (withheld, "withheld: not like brain MRI", "x-thin-open")):
-        if mask is not None and np.any(mask):
-            figure.add_trace(go.Scatter(
-                x=slices[np.asarray(mask, bool)], y=np.zeros(int(np.sum(mask))), mode="markers", name=label,
-                marker=dict(color=NEUTRAL_COLOUR, symbol=symbol, size=7), hovertemplate=f"slice %{{x}}: {label}<extra></extra>"))
+    # Legend entries only (no data): what the colours and bands mean.
+    legend = [("P(tumor) ≥ threshold", TUMOR_COLOUR), ("below", CLEAR_COLOUR)]
+    for runs, label, shade in ((skipped, "skipped: too little head", "#e4e6ea"),
+                               (withheld, "withheld: not like brain MRI", "#c9ccd3")):
+        for first, last in runs:
+            figure.add_vrect(x0=first - 0.5, x1=last + 0.5, fillcolor=shade, opacity=0.8, line_width=0, layer="below")
+        if runs:
+            legend.append((label, shade))
+    for label, colour in legend:
+        figure.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=label, hoverinfo="skip",
+                                    marker=dict(color=colour, symbol="square", size=10)))
     figure.add_hline(y=threshold, line=dict(color=POINT_COLOUR, dash="dash", width=1),
-                     annotation_text=f"threshold {threshold:.3f}", annotation_position="top left")
+                     annotation_text=f"threshold {threshold:.3f}", annotation_position="top right",
+                     annotation_bgcolor="rgba(255,255,255,0.85)")
     if truth is not None:
         figure.add_vrect(x0=truth[0] - 0.5, x1=truth[1] + 0.5, fillcolor="#e5a02a", opacity=0.18, line_width=0,
-                         annotation_text="lesion (truth)", annotation_position="top right")
+                         layer="below", annotation_text="the tumor (truth)", annotation_position="top left")
     if current is not None:
-        figure.add_vline(x=current, line=dict(color=POINT_COLOUR, width=2))
+        figure.add_vline(x=current, line=dict(color=POINT_COLOUR, width=2),
+                         annotation_text=f"slice {current}", annotation_position="bottom right")
     figure.update_xaxes(title_text="slice", range=[-0.5, len(probabilities) - 0.5])
     figure.update_yaxes(title_text="P(tumor)", range=[0, 1.05])
-    return _layout(figure, title, height=230, bargap=0.05, showlegend=bool(np.any(skipped) or np.any(withheld)),
-                   clickmode="event+select")
+    return _layout(figure, title, height=240, bargap=0.05, clickmode="event+select")
+

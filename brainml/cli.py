@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="Testing (default), Training, all, or held-out: the test part of the split the model "
                                "was trained with (group-disjoint for models trained with --split groups)")
     evaluate.add_argument("--update-card", action="store_true", help="store the labels and scores in the card for the threshold explorer")
+    evaluate.add_argument("--engine", default="keras", choices=("keras", "litert"),
+                          help="keras (default), or the bundle's LiteRT engine, to check it gives the same verdicts")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -148,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="share of held-out (validation) brain slices the threshold accepts (default 0.995)")
     guard.add_argument("--per-kind", type=int, default=8, help="non-brain images of each kind to measure on (default 8)")
     guard.set_defaults(handler=_guard)
+
+    engine = commands.add_parser("engine", help="build the LiteRT engine that verdicts run on (NAME.tflite beside the card)")
+    engine.add_argument("--model", required=True, help="model card, e.g. models/classifier.json")
+    engine.add_argument("--quantization", default="none", choices=("none", "dynamic-int8"),
+                        help="none (default: the same numbers as Keras), or 8-bit weights (check with evaluate --engine)")
+    engine.set_defaults(handler=_engine)
 
     bench = commands.add_parser("bench", help="measure speed and memory on this machine against BrainML's targets")
     bench.add_argument("--detector", default=str(MODELS_DIR / "detector.json"))
@@ -223,7 +231,7 @@ def _evaluate(args) -> int:
              "held-out": "held-out"}.get(args.split.lower())
     if split is None:
         raise ValueError(f"Unknown --split {args.split!r}; use held-out, Testing, Training or all.")
-    evaluation = evaluate_path(args.model, args.data, split, update_card=args.update_card)
+    evaluation = evaluate_path(args.model, args.data, split, update_card=args.update_card, engine=args.engine)
     if args.json:
         print(json.dumps(evaluation.report, allow_nan=False))
     else:
@@ -372,6 +380,15 @@ def _bench(args) -> int:
         print(to_json(results))
     else:
         print(format_report(results))
+    return 0
+
+
+def _engine(args) -> int:
+    from .bundle import load_bundle
+    from .engine import build_engine
+
+    path = build_engine(load_bundle(args.model), args.quantization)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB, quantization {args.quantization}) and recorded it in the card")
     return 0
 
 

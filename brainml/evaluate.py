@@ -12,7 +12,8 @@ from . import metrics
 from .bundle import ModelBundle, load_bundle, write_card
 from .datasets import (DatasetError, discover, label_index, lesion_diameters, load_images, slice_contrasts,
                        slice_sources, task_classes)
-from .predict import model_scores
+from .engine import engine_for
+from .predict import model_scores, network_outputs
 
 # The split name that means "the test part of the split the model was trained with".
 HELD_OUT = "held-out"
@@ -34,11 +35,19 @@ class Evaluation:
     split: str
 
 
-def evaluate_bundle(bundle: ModelBundle, data: str | os.PathLike, split: str = "test", workers: int = 4) -> Evaluation:
+def evaluate_bundle(bundle: ModelBundle, data: str | os.PathLike, split: str = "test", workers: int = 4,
+                    engine: str = "keras") -> Evaluation:
     """Score ``bundle`` on the ``split`` of the data set at ``data`` ("test" = Testing/; "all" = every image).
 
     A detector is scored on any layout (tumor types map to "tumor"); a classifier needs its own class names.
+    ``engine``: "keras" (the reference) or "litert" (the bundle's engine, to check it gives the same verdicts).
+
+    Raises:
+        DatasetError: no images, or classes the classifier does not know. ValueError: no valid engine.
     """
+    if engine == "litert" and engine_for(bundle) is None:
+        raise ValueError(f"{bundle.card_path} has no LiteRT engine built from its current .keras file; run "
+                         f"`python -m brainml engine --model {bundle.card_path}` first.")
     card = bundle.card
     index = discover(data)
     if split == HELD_OUT:
@@ -55,7 +64,7 @@ def evaluate_bundle(bundle: ModelBundle, data: str | os.PathLike, split: str = "
             raise DatasetError(f"The data has classes {unknown} that the classifier {card.name} does not know.")
     loaded = load_images(wanted, card.prep_spec, workers=workers)
     labels = np.array([label_index(s.label, card.task, tuple(card.class_names)) for s in loaded.samples], dtype=np.int64)
-    scores = model_scores(bundle.model, loaded.inputs)
+    scores = network_outputs(bundle, loaded.inputs)[0] if engine == "litert" else model_scores(bundle.model, loaded.inputs)
     report = held_out_report(card.task, labels, scores, card.class_names, card.threshold)
     diameters = lesion_diameters(data, loaded.samples)
     if diameters is not None:
@@ -125,11 +134,11 @@ def by_category(card, labels: np.ndarray, scores: np.ndarray, categories: np.nda
     return {"groups": order, "measures": measures}
 
 
-def evaluate_path(card_path, data, split: str = "test", update_card: bool = False) -> Evaluation:
+def evaluate_path(card_path, data, split: str = "test", update_card: bool = False, engine: str = "keras") -> Evaluation:
     """``python -m brainml evaluate``: load, score, and optionally store the held-out labels and scores in the card
     so the threshold explorer can sweep them."""
     bundle = load_bundle(card_path)
-    evaluation = evaluate_bundle(bundle, data, split)
+    evaluation = evaluate_bundle(bundle, data, split, engine=engine)
     if update_card:
         card = bundle.card
         card.metrics = evaluation.report

@@ -29,7 +29,7 @@ T1C = dict(zip(synth.TISSUES, synth.TISSUE_MEANS["T1c"]))
 # The enhancing tumor, between the generator's solid tumor and its brightest rim: clearly above white matter.
 ENHANCING = 0.73
 NAME = "example_volume_glioma_t1c.nii.gz"
-TITLE = "Whole head · glioma · T1c volume (synthetic, 172 axial slices)"
+TITLE = "Whole head · glioma · T1c volume (172 axial slices)"
 
 
 @dataclass(frozen=True)

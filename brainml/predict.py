@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .bundle import BundleError, ModelBundle, load_bundle
-from .guard import GuardResult, OutOfDistributionGuard, guard_file, slice_features
+from .engine import SCORES, engine_for
+from .guard import IMAGE_STATISTICS, GuardResult, OutOfDistributionGuard, guard_file, image_statistics, slice_features
 from .preprocess import CropBox, prepare_batch
 
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -41,6 +42,24 @@ def model_scores(model, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
         return np.zeros((0,) if width == 1 else (0, width), np.float32)
     scores = np.concatenate(outputs).astype(np.float64)
     return scores[:, 0] if scores.shape[1] == 1 else scores
+
+
+def network_outputs(bundle: ModelBundle, inputs: np.ndarray, with_features: bool = False):
+    """A bundle's outputs on prepared ``inputs`` (as :func:`model_scores` returns them) and, ``with_features``, the
+    guard's features; through its LiteRT engine when it has a valid one, else through Keras.
+
+    Returns:
+        (scores, features or None).
+    """
+    engine = engine_for(bundle)
+    if engine is None:
+        if with_features:
+            return slice_features(bundle.model, inputs, batch_size=32)
+        return model_scores(bundle.model, inputs, batch_size=32), None
+    outputs = engine.run(inputs)
+    scores = outputs.pop(SCORES)
+    scores = scores[:, 0] if scores.shape[1] == 1 else scores
+    return scores, ({**outputs, IMAGE_STATISTICS: image_statistics(inputs).astype(np.float64)} if with_features else None)
 
 
 @dataclass
@@ -123,7 +142,10 @@ class Cascade:
 
     @classmethod
     def from_paths(cls, detector_path, classifier_path=None) -> "Cascade":
-        return cls(load_bundle(detector_path), load_bundle(classifier_path) if classifier_path else None)
+        """The cascade of two bundles on disk; their Keras networks load only if something needs them (a network
+        without an engine, or a heatmap)."""
+        return cls(load_bundle(detector_path, lazy=True),
+                   load_bundle(classifier_path, lazy=True) if classifier_path else None)
 
     @property
     def default_threshold(self) -> float:
@@ -136,6 +158,12 @@ class Cascade:
         if self.classifier is not None:
             labels["classifier"] = self.classifier.label
         return labels
+
+    @property
+    def engines(self) -> dict[str, str]:
+        """Which engine runs each network of the cascade: "LiteRT" or "Keras" (see :mod:`brainml.engine`)."""
+        return {name: "LiteRT" if engine_for(bundle) is not None else "Keras"
+                for name, bundle in (("detector", self.detector), ("classifier", self.classifier)) if bundle is not None}
 
     @property
     def guarded_bundle(self) -> ModelBundle | None:
@@ -156,17 +184,17 @@ class Cascade:
             guard: check each slice against the out-of-distribution guard first (when the models have one).
         """
         threshold = self.default_threshold if threshold is None else float(threshold)
+        if not slices:
+            return []
         detector_inputs, boxes = prepare_batch(slices, self.detector.card.prep_spec)
         guarded = self.guarded_bundle if guard else None
         outputs, checks = {}, [None] * len(slices)
         for bundle in self._bundles_to_run():
             spec = bundle.card.prep_spec
             inputs = detector_inputs if spec == self.detector.card.prep_spec else prepare_batch(slices, spec)[0]
+            outputs[bundle.card.task], features = network_outputs(bundle, inputs, with_features=bundle is guarded)
             if bundle is guarded:
-                outputs[bundle.card.task], features = slice_features(bundle.model, inputs, batch_size=32)
                 checks = load_guard(bundle).check(features, colour_saturations)
-            else:
-                outputs[bundle.card.task] = model_scores(bundle.model, inputs, batch_size=32)
         type_probabilities = outputs.get("classify")
         if self._one_network:
             tumor_probabilities = 1.0 - type_probabilities[:, self.classifier.card.class_names.index("notumor")]
@@ -218,6 +246,9 @@ def is_view_of(detector: ModelBundle, classifier: ModelBundle) -> bool:
     if (view is None or view.classifier != classifier.card.name or detector.card.prep != classifier.card.prep
             or "notumor" not in classifier.card.class_names):
         return False
+    if view.classifier_sha256:
+        # The view recorded the classifier's file: while that file is unchanged, no network needs loading to know.
+        return view.classifier_sha256 == classifier.keras_sha256
     try:
         return all(np.array_equal(weight, detector.model.get_layer("class_logits" if layer.name == "logits" else layer.name)
                                   .get_weights()[index])
@@ -235,11 +266,11 @@ def load_guard(bundle: ModelBundle) -> OutOfDistributionGuard:
     Raises:
         BundleError: the card names a guard file that is missing.
     """
-    guard = _GUARDS.get(bundle.model)
+    guard = _GUARDS.get(bundle)
     if guard is None:
         path = guard_file(bundle.card_path)
         if not path.is_file():
             raise BundleError(f"{bundle.card_path} names an out-of-distribution guard, but {path} is missing. Run "
                               f"`python -m brainml guard --model {bundle.card_path} --data DIR` to fit it again.")
-        guard = _GUARDS[bundle.model] = OutOfDistributionGuard.load(path)
+        guard = _GUARDS[bundle] = OutOfDistributionGuard.load(path)
     return guard

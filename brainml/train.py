@@ -196,7 +196,8 @@ def _how_it_was_made(model, history: dict, seconds: float, use_masks: bool, clas
         "lesion_mask_supervision": use_masks or bool(classifier and classifier.card.provenance.get("lesion_mask_supervision")),
     }
     if classifier:
-        made["derived_from"] = classifier.card.viewed_as_detector(seconds=seconds).to_dict()
+        made["derived_from"] = classifier.card.viewed_as_detector(seconds=seconds,
+                                                                  classifier_sha256=classifier.keras_sha256).to_dict()
     if start:
         made["initialised_from"] = _starting_point(start)
     return made

@@ -85,9 +85,17 @@ class VolumeScores:
     @property
     def tumor_runs(self) -> list[tuple[int, int]]:
         """Runs of consecutive slices whose verdict is tumor, as (first, last) slice numbers."""
-        above = np.nan_to_num(self.tumor_probabilities, nan=-1.0) >= self.threshold
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], above.astype(int), [0]])))
-        return [(int(start), int(stop) - 1) for start, stop in zip(edges[::2], edges[1::2])]
+        return runs_of(np.nan_to_num(self.tumor_probabilities, nan=-1.0) >= self.threshold)
+
+    @property
+    def skipped_runs(self) -> list[tuple[int, int]]:
+        """Runs of slices skipped for too little head on them."""
+        return runs_of([s.diagnosis is None for s in self.slices])
+
+    @property
+    def withheld_runs(self) -> list[tuple[int, int]]:
+        """Runs of slices whose verdict the guard withheld."""
+        return runs_of([s.diagnosis is not None and s.diagnosis.withheld for s in self.slices])
 
     def representative(self) -> Diagnosis | str:
         """What stands for the whole volume in a one-row summary: the most suspicious slice's diagnosis; else,
@@ -150,6 +158,12 @@ def _answer_only(diagnosis: Diagnosis) -> Diagnosis:
     unguarded = diagnosis.models_answer
     return replace(diagnosis, model_input=None,
                    models_answer=None if unguarded is None else replace(unguarded, model_input=None))
+
+
+def runs_of(flags) -> list[tuple[int, int]]:
+    """(first, last) of each run of true values in a sequence of flags."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(flags, bool).astype(int), [0]])))
+    return [(int(first), int(last) - 1) for first, last in zip(edges[::2], edges[1::2])]
 
 
 def slice_ranges(runs: list[tuple[int, int]]) -> str:

@@ -17,6 +17,7 @@ models = loaders.models_or_stop(choice)
 
 
 VOLUME_EXAMPLE = "volume-glioma"
+truth = None  # the slices that hold the lesion, known only for the example volume
 
 
 def example_title(key: str) -> str:
@@ -40,6 +41,7 @@ if source == SOURCES[0]:
     scan_id = f"example:{example_key}"
     if example_key == VOLUME_EXAMPLE:
         scan = loaders.example_volume_scan()
+        truth = loaders.example_volume().lesion_slices
         description = f"BrainML example volume (synthetic, {scan.n_slices} axial slices)"
     elif example_key.startswith("real-"):
         real = find_real_example(example_key)
@@ -129,6 +131,8 @@ with right:
     diagnosis = unthresholded.at(threshold)
     st.session_state["detect_last"] = {"tumor_probability": diagnosis.tumor_probability, "scan": description,
                                        "withheld": diagnosis.withheld}
+    if view is not None:
+        st.markdown(f"**Slice {slice_index}** of the volume:")
     if scored is not None and scored.diagnosis is None:
         st.warning("This slice has too little head on it to be scored with the volume, and the volume's verdict "
                    "leaves it out. The answer below is the models' on this slice alone.", icon=":material/warning:")
@@ -173,8 +177,12 @@ with left:
 
 if view is not None:
     with volume_area:
+        on_truth = truth is not None and view.scores.plane == "axial"
         views.volume_strip(view.scores.at(threshold), slice_index, key="detect_strip", slider_key="detect_slice",
-                           file_stem=(scan.name or "volume").split(".")[0])
+                           file_stem=(scan.name or "volume").split(".")[0], truth=truth if on_truth else None)
+        if on_truth:
+            st.caption(f"This synthetic volume holds a glioma on axial slices {truth[0]}–{truth[1]} (shaded): the "
+                       "chart shows where the models agree with the truth and where they do not.")
 
 if scan is not None:
     with st.expander("About this file (no patient data: the reader keeps no names, IDs or dates)"):

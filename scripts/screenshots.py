@@ -2,9 +2,10 @@
 
 Starts ``streamlit run streamlit_app.py`` on a free local port, drives Debian's chromium through Playwright
 (never a browser that Playwright downloads), opens each page, and writes ``docs/screenshots/NAME.png``. On the
-Detect page it opens an example from the home page, so the verdict and the heatmap are on screen.
+Detect page it opens an example from the home page, so the verdict and the heatmap are on screen, and then the
+example volume, so its slice chart is too.
 
-    python scripts/screenshots.py [--out docs/screenshots] [--width 1400]
+    python scripts/screenshots.py [--out docs/screenshots] [--width 1400] [--only detect_volume ...]
 
 Needs ``/usr/bin/chromium`` (``apt-get install chromium``) and ``pip install playwright``.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -112,7 +114,62 @@ def capture(page, path: Path) -> None:
     page.set_viewport_size({"width": width, "height": 900})
 
 
-def take_all(out: Path, width: int = 1400) -> list[Path]:
+def open_home(page, url: str) -> None:
+    page.goto(url)
+    wait_until_idle(page)
+
+
+def open_detect(page, url: str) -> None:
+    """Detect, opened the way a new user would: an example from the home page."""
+    open_home(page, url)
+    page.get_by_role("button", name="Open in Detect").first.click()
+    page.wait_for_url("**/Detect", timeout=RUN_TIMEOUT_MS)
+    wait_until_idle(page)
+    page.get_by_text("P(tumor)").first.wait_for(timeout=RUN_TIMEOUT_MS)
+
+
+def open_detect_volume(page, url: str) -> None:
+    """Detect on the example volume: its verdict line and slice chart, on its most suspicious slice."""
+    page.goto(f"{url}/Detect")
+    wait_until_idle(page)
+    page.locator(".st-key-detect_example").click()
+    page.get_by_role("option", name=re.compile("volume")).click()  # the one example that is a whole volume
+    # Every slice is scored before the page draws the chart.
+    page.locator(".st-key-detect_strip .js-plotly-plot").wait_for(timeout=RUN_TIMEOUT_MS)
+    wait_until_idle(page)
+    page.evaluate("() => document.activeElement.blur()")  # no focus ring left on the example box
+
+
+def page_opener(path: str):
+    def open_page(page, url: str) -> None:
+        page.goto(f"{url}/{path}")
+        wait_until_idle(page)
+    return open_page
+
+
+def open_batch(page, url: str) -> None:
+    """Batch on the built-in examples, with their thumbnails and heatmaps."""
+    page_opener("Batch")(page, url)
+    page.get_by_text("Try it on the built-in examples").click()
+    wait_until_idle(page)
+    page.get_by_text("Show thumbnails with heatmaps").click()
+    wait_until_idle(page)
+
+
+# Screenshot name -> how to bring its page on screen, in the order they are taken (one browser session for all).
+SHOTS = {
+    "home": open_home,
+    "detect": open_detect,
+    "detect_volume": open_detect_volume,
+    "explorer": page_opener("Threshold_explorer"),
+    "model_card": page_opener("Model_card"),
+    "lab": page_opener("Lab"),
+    "batch": open_batch,
+}
+
+
+def take_all(out: Path, width: int = 1400, names: list[str] | None = None) -> list[Path]:
+    """Write ``out/NAME.png`` for each of ``names`` (default: every one of :data:`SHOTS`)."""
     from playwright.sync_api import sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
@@ -120,34 +177,10 @@ def take_all(out: Path, width: int = 1400) -> list[Path]:
     with running_app() as url, sync_playwright() as playwright:
         browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": width, "height": 900})
-
-        page.goto(url)
-        wait_until_idle(page)
-        written.append(out / "home.png")
-        capture(page, written[-1])
-
-        # Detect, opened the way a new user would: an example from the home page.
-        page.get_by_role("button", name="Open in Detect").first.click()
-        page.wait_for_url("**/Detect", timeout=RUN_TIMEOUT_MS)
-        wait_until_idle(page)
-        page.get_by_text("P(tumor)").first.wait_for(timeout=RUN_TIMEOUT_MS)
-        written.append(out / "detect.png")
-        capture(page, written[-1])
-
-        for name, path in (("explorer", "Threshold_explorer"), ("model_card", "Model_card"), ("lab", "Lab")):
-            page.goto(f"{url}/{path}")
-            wait_until_idle(page)
+        for name in names or SHOTS:
+            SHOTS[name](page, url)
             written.append(out / f"{name}.png")
             capture(page, written[-1])
-
-        page.goto(f"{url}/Batch")
-        wait_until_idle(page)
-        page.get_by_text("Try it on the built-in examples").click()
-        wait_until_idle(page)
-        page.get_by_text("Show thumbnails with heatmaps").click()
-        wait_until_idle(page)
-        written.append(out / "batch.png")
-        capture(page, written[-1])
         browser.close()
     return written
 
@@ -156,11 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"), help="folder for the PNGs")
     parser.add_argument("--width", type=int, default=1400, help="browser width in pixels")
+    parser.add_argument("--only", nargs="+", choices=list(SHOTS), metavar="NAME",
+                        help=f"take only these screenshots ({', '.join(SHOTS)}); default: all of them")
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium).", file=sys.stderr)
         return 1
-    for path in take_all(Path(args.out), args.width):
+    for path in take_all(Path(args.out), args.width, args.only):
         print(f"wrote {path}")
     return 0
 

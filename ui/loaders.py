@@ -20,6 +20,7 @@ import streamlit as st
 
 from brainml import examples, labels, metrics
 from brainml.bundle import BundleError, ModelBundle, ModelCard, card_path_for, load_bundle, read_card
+from brainml.engine import engine_for
 from brainml.explain import METHODS, method_label  # noqa: F401 - pages read both through loaders
 from brainml.io import Scan, ScanError, read_scan
 from brainml.predict import Cascade, Diagnosis
@@ -65,7 +66,12 @@ def cached_card(path: str) -> ModelCard:
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def _bundle(path: str, stamp: float) -> ModelBundle:
-    return load_bundle(path)
+    bundle = load_bundle(path, lazy=True)
+    if engine_for(bundle) is None:
+        bundle.model  # no engine: Keras runs every verdict, so load (and check) the network now
+    # With an engine, TensorFlow and the Keras network load when the first heatmap needs them; the engine was built
+    # from this very .keras file (its SHA-256 matches), which was checked against the card then.
+    return bundle
 
 
 def bundle(path: str) -> ModelBundle:

@@ -514,15 +514,14 @@ def volume_strip(scores: VolumeScores, current: int, key: str, slider_key: str |
     """A volume's verdict, P(tumor) along its slices, and every slice's answer one click away, with the table as CSV.
     With ``slider_key``, clicking a bar moves that slice slider to the bar's slice."""
     container.markdown(f"**{title}:** {scores.verdict_text()}")
-    withheld = [s.diagnosis is not None and s.diagnosis.withheld for s in scores.slices]
-    skipped = [s.diagnosis is None for s in scores.slices]
-    figure = charts.slice_strip(scores.tumor_probabilities, scores.threshold, current, skipped, withheld, truth)
+    figure = charts.slice_strip(scores.tumor_probabilities, scores.threshold, current, scores.skipped_runs,
+                                scores.withheld_runs, truth)
     jump = "ignore" if slider_key is None else (lambda: state.jump_to_clicked_slice(key, slider_key))
     container.plotly_chart(figure, key=key, width="stretch", on_select=jump, selection_mode="points",
                            config={"displayModeBar": False})
     summary = scores.summary()
-    with container.expander(f"Every slice: {summary['n_scored']} scored, {summary['n_skipped']} skipped, "
-                            f"{summary['n_withheld']} withheld by the guard"):
+    with container.expander(f"Every slice: {summary['n_scored'] - summary['n_withheld']} with a verdict, "
+                            f"{summary['n_withheld']} withheld by the guard, {summary['n_skipped']} skipped"):
         st.dataframe(volume_rows(scores), key=f"{key}_table", hide_index=True, width="stretch", height=300,
                      column_config={"P(tumor)": st.column_config.NumberColumn(format="%.3f")})
         st.download_button("Download the per-slice table (CSV)", scores.to_csv(), file_name=f"{file_stem}_slices.csv",

@@ -60,8 +60,8 @@ def test_detect_opens_the_example_volume_on_its_most_suspicious_slice(open_page,
     # The verdict beside the picture is the most suspicious slice's.
     assert headlines(at)[0].endswith("Tumor likely (" + expected.slices[best].diagnosis.type + ")]")
     summary = expected.summary()
-    assert any(f"{summary['n_scored']} scored, {summary['n_skipped']} skipped" in element.label
-               for element in at.expander)
+    assert any(element.label == f"Every slice: {summary['n_scored'] - summary['n_withheld']} with a verdict, "
+               f"{summary['n_withheld']} withheld by the guard, {summary['n_skipped']} skipped" for element in at.expander)
     table = next(frame.value for frame in at.dataframe if "Slice" in frame.value.columns)
     assert len(table) == scores.n_slices
     assert table["P(tumor)"][best] == pytest.approx(scores.tumor_probabilities[best])
