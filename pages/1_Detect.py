@@ -132,7 +132,7 @@ with right:
     st.session_state["detect_last"] = {"tumor_probability": diagnosis.tumor_probability, "scan": description,
                                        "withheld": diagnosis.withheld}
     if view is not None:
-        st.markdown(f"**Slice {slice_index}** of the volume:")
+        st.markdown(f"**Slice {slice_index}** of the volume")
     if scored is not None and scored.diagnosis is None:
         st.warning("This slice has too little head on it to be scored with the volume, and the volume's verdict "
                    "leaves it out. The answer below is the models' on this slice alone.", icon=":material/warning:")

@@ -8,7 +8,7 @@ import streamlit as st
 from brainml import charts, labels
 from brainml.bundle import BundleError
 from brainml.report import localisation_rows, metric_rows
-from ui import loaders, sidebar, state, views
+from ui import card_views, loaders, sidebar, state, views
 
 state.page_setup("Model card")
 choice = sidebar.model_picker()
@@ -115,7 +115,7 @@ with detector_tab:
                "(bootstrap for F1 and ROC AUC).")
     rows = metric_rows(metrics)
     if rows:
-        views.metric_table(rows, key="card_detector_metrics")
+        card_views.metric_table(rows, key="card_detector_metrics")
     else:
         st.info("This card holds no test metrics. Add them with `python -m brainml evaluate --update-card`.")
     held_out = loaders.held_out(models)
@@ -131,11 +131,11 @@ with detector_tab:
         left.plotly_chart(charts.roc(held_out.curves, point), width="stretch", key="card_detector_roc", config=NO_BAR)
         right.plotly_chart(charts.precision_recall(held_out.curves, point), width="stretch", key="card_detector_pr",
                            config=NO_BAR)
-    views.lesion_size_table(metrics.get("by_lesion_size"), key="card_detector_by_size")
-    views.contrast_table(metrics.get("by_contrast"), key="card_detector_by_contrast")
-    views.source_table(metrics.get("by_source"), key="card_detector_by_source")
-    views.calibration_section(card, key="card_detector_calibration_stored")
-    views.guard_section(card, key="card_detector_guard")
+    card_views.lesion_size_table(metrics.get("by_lesion_size"), key="card_detector_by_size")
+    card_views.contrast_table(metrics.get("by_contrast"), key="card_detector_by_contrast")
+    card_views.source_table(metrics.get("by_source"), key="card_detector_by_source")
+    card_views.calibration_section(card, key="card_detector_calibration_stored")
+    card_views.guard_section(card, key="card_detector_guard")
     st.markdown("#### Where the heatmaps point")
     st.caption("On tumor slices whose lesion masks are known: the **pointing game** counts a heatmap whose peak lies "
                "on the lesion (within a few pixels); **energy inside the lesion** is the share of the map that falls "
@@ -182,7 +182,7 @@ with classifier_tab:
                    "the prediction is the most probable class. 95% Wilson intervals.")
         rows = metric_rows(metrics, ("accuracy", "macro_f1"))
         if rows:
-            views.metric_table(rows, key="card_classifier_metrics")
+            card_views.metric_table(rows, key="card_classifier_metrics")
         per_class = metrics.get("per_class") or {}
         if per_class:
             st.dataframe(
@@ -193,9 +193,9 @@ with classifier_tab:
                  for name, values in per_class.items()],
                 hide_index=True, width="stretch", height="content", key="card_classifier_per_class",
             )
-        views.lesion_size_table(metrics.get("by_lesion_size"), key="card_classifier_by_size")
-        views.contrast_table(metrics.get("by_contrast"), key="card_classifier_by_contrast")
-        views.source_table(metrics.get("by_source"), key="card_classifier_by_source")
+        card_views.lesion_size_table(metrics.get("by_lesion_size"), key="card_classifier_by_size")
+        card_views.contrast_table(metrics.get("by_contrast"), key="card_classifier_by_contrast")
+        card_views.source_table(metrics.get("by_source"), key="card_classifier_by_source")
         left, right = st.columns(2)
         if metrics.get("confusion_matrix"):
             left.plotly_chart(charts.confusion_matrix(metrics["confusion_matrix"], card.class_names),
@@ -204,8 +204,8 @@ with classifier_tab:
         if calibration is not None:
             right.plotly_chart(charts.reliability(calibration, what="fraction correct"), width="stretch",
                                key="card_classifier_calibration", config=NO_BAR)
-        views.calibration_section(card, key="card_classifier_calibration_stored")
-        views.guard_section(card, key="card_classifier_guard")
+        card_views.calibration_section(card, key="card_classifier_calibration_stored")
+        card_views.guard_section(card, key="card_classifier_guard")
         data_and_training(bundle)
         limits(bundle)
 

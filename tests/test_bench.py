@@ -18,7 +18,8 @@ def test_bench_quick_json_has_every_field(capsys):
         timing = results["timings_ms"][method]
         assert timing["p95_ms"] >= timing["p50_ms"] > 0
     assert set(results["targets"]) == {"cascade_ms_p50", "cascade_heatmap_ms_p50", "faster_scorecam_ms_p50",
-                                       "throughput_ips", "cold_start_s", "slider_ms", "volume_s", "peak_rss_mb"}
+                                       "throughput_ips", "detector_ceiling_ratio", "batch32_ceiling_ratio", "cold_start_s",
+                                       "slider_ms", "volume_s", "peak_rss_mb"}
     # The default pair runs on its LiteRT engines; the 8-bit check compares with them on the example slices.
     assert results["engines"] == {"detector": "LiteRT", "classifier": "LiteRT"}
     assert results["int8"]["available"] and results["int8"]["n"] == 40

@@ -48,11 +48,12 @@ def test_a_detector_read_off_the_classifier_runs_one_network_with_the_same_score
     inputs, _ = predict.prepare_batch(slices, detector.card.prep_spec)
     own_scores = predict.model_scores(detector.model, inputs)
     calls = []
-    counting = predict.model_scores
-    monkeypatch.setattr(predict, "model_scores", lambda model, *args, **kw: calls.append(model) or counting(model, *args, **kw))
+    counting = predict.network_outputs
+    monkeypatch.setattr(predict, "network_outputs",
+                        lambda bundle, *args, **kw: calls.append(bundle) or counting(bundle, *args, **kw))
     cascade = predict.Cascade(detector, classifier)
     results = cascade.run(slices)
-    assert calls == [classifier.model]
+    assert calls == [classifier]
     np.testing.assert_allclose([r.tumor_probability for r in results], own_scores, atol=1e-5)
     # Another classifier (here: one whose weights were changed) is not taken for the detector's own.
     other = load_bundle("models/synthetic/classifier.json")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from brainml import synth
+from brainml import synth, synth_lesions
 from brainml.labels import CLASS_NAMES
 
 
@@ -107,7 +107,7 @@ def test_a_lesion_differs_from_the_tissue_it_displaced_and_from_its_surroundings
 def test_meningiomas_can_show_a_csf_cleft_around_the_mass():
     t1, brain, sella = synth._anatomy_slice("axial", 20.0)
     fractions = synth._tissue_fractions(t1, brain)
-    drawn = {rate: synth._lesion("meningioma", fractions, brain, sella, np.random.default_rng(3),
+    drawn = {rate: synth_lesions.draw_lesion("meningioma", fractions, brain, sella, np.random.default_rng(3),
                                  synth.SynthConfig(csf_cleft_rate=rate)) for rate in (0.0, 1.0)}
     assert "cleft" not in drawn[0.0][0]
     cleft, tumor = drawn[1.0][0]["cleft"], drawn[1.0][1]

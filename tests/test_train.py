@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from brainml import synth
-from brainml.bundle import load_bundle, read_card
+from brainml.bundle import load_bundle
 from brainml.train import TrainConfig, train
 
 pytestmark = pytest.mark.slow

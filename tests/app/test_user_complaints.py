@@ -107,7 +107,7 @@ def test_an_empty_heatmap_is_explained_in_words_that_agree_with_the_verdict_and_
     from brainml.preprocess import CropBox
     from ui import loaders
 
-    def empty(models, image, method, target=loaders.TUMOR_TARGET):
+    def empty(models, image, method, target=loaders.TUMOR_TARGET, diagnosis=None):
         blank = np.zeros(image.shape, np.float32)
         return HeatmapResult(blank, np.zeros((128, 128), np.float32), method, "tumor",
                              CropBox(0, 0, image.shape[0], image.shape[1]), True)

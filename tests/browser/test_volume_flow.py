@@ -82,7 +82,7 @@ def test_the_example_volume_opens_on_its_most_suspicious_slice_and_a_bar_click_s
     wait_until_idle(page)
     page.locator(".st-key-detect_example").click()
     page.get_by_role("option", name=VOLUME_OPTION).click()
-    volume_line = page.locator("[data-testid='stMarkdownContainer']").filter(has_text="Volume:")
+    volume_line = page.locator("[data-testid='stMarkdownContainer']").filter(has_text=re.compile(r"^Volume:"))
     expect(volume_line).to_be_visible(timeout=180_000)  # every slice is scored first
     wait_until_idle(page)
 
