@@ -115,7 +115,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResul
     if config.max_images:
         splits = {name: _capped(samples, config.max_images, config.seed) for name, samples in splits.items()}
     # Lesion masks, where the data set has them, teach the network where tumors are, not just that they exist.
-    use_masks = classifier is None and config.mask_weight > 0 and has_masks(splits["train"])
+    # The lesion-map head reads the compact network's Grad-CAM grid; other architectures learn from labels alone.
+    use_masks = (classifier is None and config.mask_weight > 0 and config.arch == "compact"
+                 and has_masks(splits["train"]))
     loaded = {}
     for name, samples in splits.items():
         log(f"reading {len(samples)} {name} images" + (" and their lesion masks" if use_masks and name == "train" else ""))

@@ -138,3 +138,12 @@ def test_cosine_schedule_and_time_limit(tiny_set, tmp_path):
     with pytest.raises(ValueError, match="Unknown schedule"):
         train(TrainConfig(task="classify", data=str(tiny_set), out=str(tmp_path / "bad"), epochs=1, batch_size=8,
                           size=32, val_split=0.25, schedule="linear"), log=lambda line: None)
+
+
+def test_the_seeds_cnn_trains_on_labels_alone_where_masks_exist(tiny_set, tmp_path):
+    """The lesion-map head reads the compact network's Grad-CAM grid; the seeds' CNN has no such grid to read."""
+    card = train(TrainConfig(task="classify", data=str(tiny_set), out=str(tmp_path / "seed"), arch="seed-cnn", epochs=1,
+                             batch_size=8, size=32, val_split=0.25), log=lambda line: None).card
+    assert card.architecture == "seed-cnn"
+    assert card.provenance["lesion_mask_supervision"] is False
+    assert len(card.held_out_labels) == card.provenance["splits"]["test"]
