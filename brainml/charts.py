@@ -82,7 +82,7 @@ def _threshold_line(threshold: float, label: bool = True) -> dict:
     line = dict(type="line", xref="x", yref="paper", x0=threshold, x1=threshold, y0=0, y1=1,
                 line=dict(color=POINT_COLOUR, width=1.5, dash="dash"))
     note = dict(xref="x", yref="paper", x=threshold, y=1, text=f"threshold {threshold:.3f}", showarrow=False,
-                xanchor="right", yanchor="top")
+                xanchor="right", yanchor="top", bgcolor="rgba(255,255,255,0.85)")
     return {"shapes": [line], "annotations": [note] if label else []}
 
 
@@ -387,10 +387,9 @@ def slice_strip(probabilities, threshold: float, current: int | None = None, ski
                      annotation_bgcolor="rgba(255,255,255,0.85)")
     if truth is not None:
         figure.add_vrect(x0=truth[0] - 0.5, x1=truth[1] + 0.5, fillcolor="#e5a02a", opacity=0.18, line_width=0,
-                         layer="below", annotation_text="the tumor (truth)", annotation_position="top left")
+                         layer="below", annotation_text="the tumor (truth)", annotation_position="outside top left")
     if current is not None:
-        figure.add_vline(x=current, line=dict(color=POINT_COLOUR, width=2),
-                         annotation_text=f"slice {current}", annotation_position="bottom right")
+        figure.add_vline(x=current, line=dict(color=POINT_COLOUR, width=2))
     figure.update_xaxes(title_text="slice", range=[-0.5, len(probabilities) - 0.5])
     figure.update_yaxes(title_text="P(tumor)", range=[0, 1.05])
     return _layout(figure, title, height=240, bargap=0.05, clickmode="event+select")
