@@ -2,84 +2,18 @@
 
 import streamlit as st
 
-from brainml import charts, labels, viz
-from brainml.example_volume import TITLE as EXAMPLE_VOLUME_TITLE
-from brainml.examples import EXAMPLES, REAL_EXAMPLES, find_example, find_real_example
-from brainml.io import READABLE, SUPPORTED_EXTENSIONS, ScanError
+from brainml import charts, viz
 from brainml.report import html_report
 from brainml.volume import PLANES
-from ui import imaging, loaders, sidebar, state, views
+from ui import imaging, loaders, scan_picker, sidebar, state, views
 
 state.page_setup("Detect")
 choice = sidebar.model_picker()
 models = loaders.models_or_stop(choice)
 
-
-
-VOLUME_EXAMPLE = "volume-glioma"
-truth = None  # the slices that hold the lesion, known only for the example volume
-
-
-def example_title(key: str) -> str:
-    if key == VOLUME_EXAMPLE:
-        return f"Synthetic · {EXAMPLE_VOLUME_TITLE}"
-    return find_real_example(key).title if key.startswith("real-") else f"Synthetic · {find_example(key).title}"
-
-
 st.title("Detect")
-SOURCES = ("Example scan", "Upload a scan")
-top = st.columns([1, 2])
-source = state.remembered(top[0].radio, "Source", key="detect_source", default=SOURCES[0], options=list(SOURCES))
-
-if source == SOURCES[0]:
-    example_key = state.remembered(
-        top[1].selectbox, "Example", key="detect_example", default=REAL_EXAMPLES[0].key,
-        options=[e.key for e in REAL_EXAMPLES] + [VOLUME_EXAMPLE] + [e.key for e in EXAMPLES], format_func=example_title,
-        help="Real slices from patients the default models never saw (sources in brainml/assets/NOTICE.md), a "
-             "synthetic whole-head volume, and synthetic slices with a known answer; the Lab makes more.",
-    )
-    scan_id = f"example:{example_key}"
-    if example_key == VOLUME_EXAMPLE:
-        scan = loaders.example_volume_scan()
-        truth = loaders.example_volume().lesion_slices
-        description = f"BrainML example volume (synthetic, {scan.n_slices} axial slices)"
-    elif example_key.startswith("real-"):
-        real = find_real_example(example_key)
-        scan = loaders.real_example_scan(example_key)
-        image = scan.image
-        label = labels.class_label(real.label).lower()
-        description = f"real example '{real.title}' ({real.source}; labelled {label})"
-    else:
-        example = find_example(example_key)
-        image = loaders.example_case(example_key).image
-        scan = None
-        description = f"BrainML example '{example.title}' (synthetic)"
-else:
-    uploaded = top[1].file_uploader(
-        "Scan file", type=list(SUPPORTED_EXTENSIONS), key="detect_upload",
-        on_change=loaders.forget_removed_upload, args=("detect_upload",),
-        help=f"{READABLE}. The file stays in this server's memory for this session and is never written to disk.",
-    )
-    # The uploader forgets its file when the user opens another page; the session keeps it for their return.
-    upload = loaders.kept_upload(uploaded, "detect_upload")
-    if upload is None:
-        st.info(f"Upload one slice or volume: {READABLE}. Or switch to an example scan above.")
-        st.stop()
-    if uploaded is None:
-        kept = top[1].columns([3, 1], vertical_alignment="center")
-        kept[0].caption(f":material/attach_file: **{upload.name}**, uploaded earlier in this session; drop another "
-                        "file above to replace it.")
-        kept[1].button("Forget it", key="detect_forget", on_click=loaders.forget_upload, args=("detect_upload",),
-                       icon=":material/close:", width="stretch")
-    try:
-        scan = loaders.read_upload(upload)
-    except ScanError as error:
-        st.error(str(error), icon=":material/error:")
-        st.stop()
-    scan_id = f"upload:{upload.file_id}"
-    image = scan.image
-    height, width_px = image.shape
-    description = f"uploaded {scan.format}, {width_px} × {height} pixels"
+picked = scan_picker.pick_scan("detect")
+scan, image, description, scan_id, truth = picked.scan, picked.image, picked.description, picked.scan_id, picked.truth
 
 if st.session_state.get("detect_scan_id") != scan_id:
     # A new scan starts on its own default window and plane (and, for a volume, its most suspicious slice).

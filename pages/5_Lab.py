@@ -3,11 +3,9 @@
 import streamlit as st
 
 from brainml import labels, synth, viz
-from brainml.examples import EXAMPLES, find_example
 from brainml.metrics import energy_in_mask, pointing_game
-from brainml.io import READABLE, SUPPORTED_EXTENSIONS, ScanError
 from brainml.preprocess import prepare
-from ui import loaders, sidebar, state, views
+from ui import loaders, scan_picker, sidebar, state, views
 
 TRUTH_COLOUR = (0, 255, 0)
 
@@ -135,24 +133,12 @@ with volume_tab:
 with prep_tab:
     st.markdown("Every model sees a slice the same way, in training and here: crop to the head, resize to the "
                 "model's input, then normalise the intensities. The steps for any scan:")
-    SOURCES = ("The Lab's case", "An example", "An upload")
+    SOURCES = ("The Lab's case", "Another scan")
     source = state.remembered(st.radio, "Scan", key="lab_prep_source", default=SOURCES[0], options=list(SOURCES),
                               horizontal=True)
     image = case.image
     if source == SOURCES[1]:
-        key = state.remembered(st.selectbox, "Example", key="lab_prep_example", default=EXAMPLES[0].key,
-                               options=[e.key for e in EXAMPLES], format_func=lambda k: find_example(k).title)
-        image = loaders.example_case(key).image
-    elif source == SOURCES[2]:
-        upload = st.file_uploader("Scan", type=list(SUPPORTED_EXTENSIONS), key="lab_prep_upload", help=READABLE)
-        if upload is None:
-            st.info(f"Upload a scan: {READABLE}.")
-            st.stop()
-        try:
-            image = loaders.read_upload(upload).image
-        except ScanError as error:
-            st.error(str(error), icon=":material/error:")
-            st.stop()
+        image = scan_picker.pick_scan("lab_scan", volumes=False).image
     spec = models.detector.card.prep_spec
     tensor, box = prepare(image, spec)
     model_input = tensor[..., 0]

@@ -455,3 +455,15 @@ def test_detect_opens_on_a_real_example_and_shows_the_default_pairs_own_verdict_
     assert at.session_state["detect_last"]["tumor_probability"] == pytest.approx(expected.tumor_probability, abs=1e-6)
     wanted = f"Tumor likely ({expected.type})" if expected.tumor else "No tumor found"
     assert verdict_of(at) in wanted
+
+
+def test_the_labs_preprocessing_tab_takes_a_scan_from_the_same_picker_as_detect(open_page):
+    at = open_page("lab")
+    at.radio(key="lab_prep_source").set_value("Another scan").run()
+    assert problems(at) == []
+    assert at.selectbox(key="lab_scan_example").value == "real-glioma-1"
+    assert "volume-glioma" not in at.selectbox(key="lab_scan_example").options  # one slice at a time here
+    example = read_scan(find_real_example("real-glioma-1").path)
+    height, width = example.image.shape
+    assert any(caption.startswith(f"1 · The slice, {width} × {height} pixels") for image in images(at)
+               for caption in image.captions)
