@@ -30,3 +30,7 @@ for model in detector classifier; do
   python -m brainml evaluate --model "models/synthetic/$model.json" --data "$TEST_SET" --update-card
   python -m brainml explain --evaluate --model "models/synthetic/$model.json" --data "$TEST_SET" --per-class 60 --update-card
 done
+# The LiteRT engines verdicts run on, built from the final .keras files.
+for model in detector classifier; do
+  python -m brainml engine --model "models/synthetic/$model.json"
+done
