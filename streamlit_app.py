@@ -83,6 +83,6 @@ with right:
 
 st.caption(detector_card.intended_use)
 
-# Load the models now, after the page is drawn, so the first scan on Detect does not wait for TensorFlow.
-with st.spinner("Loading the models…"):
-    loaders.models_or_stop(choice)
+# After the page is drawn: the engines Detect's first verdict runs on, and the network its first heatmap explains.
+with st.spinner("Getting the models ready…"):
+    loaders.warm_up(loaders.models_or_stop(choice))

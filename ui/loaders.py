@@ -121,6 +121,15 @@ def load_pair(detector_path: str, classifier_path: str | None) -> Models:
     return Models(cascade, detector_path, classifier_path)
 
 
+def warm_up(models: Models) -> None:
+    """Load what a first verdict and a first heatmap need (each network's engine; TensorFlow and the detector's
+    explainer), so that the first scan does not wait for them."""
+    for bundle in (models.detector, models.classifier):
+        if bundle is not None:
+            engine_for(bundle)
+    _explainer(models.detector_path, _stamp(models.detector_path))
+
+
 def models_or_stop(choice) -> Models:
     """:func:`models` for a page: a model that cannot be loaded stops the page with its reason."""
     try:
