@@ -330,8 +330,10 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda line: Non
     timings["overlay"] = time_call(lambda: viz.overlay(slices[0], heat), runs, warmup)
 
     def cascade_with_heatmap():
-        cascade.run([slices[0]])
-        viz.overlay(slices[0], heatmap(explainer, slices[0], "gradcam").map)
+        # As Detect does it: the heatmap reuses the input the cascade prepared.
+        diagnosis = cascade.run([slices[0]])[0]
+        prepared = (diagnosis.model_input, diagnosis.crop_box)
+        viz.overlay(slices[0], heatmap(explainer, slices[0], "gradcam", prepared=prepared).map)
 
     timings["cascade_heatmap"] = time_call(cascade_with_heatmap, runs, warmup)
     for method in ("gradcam", "gradcam++", "faster-scorecam", "layercam"):
