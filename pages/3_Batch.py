@@ -3,6 +3,7 @@
 import streamlit as st
 
 from brainml import labels, viz
+from brainml.example_volume import NAME as EXAMPLE_VOLUME_NAME
 from brainml.examples import EXAMPLES, REAL_EXAMPLES
 from brainml.io import READABLE, SUPPORTED_EXTENSIONS
 from brainml.report import NOT_BRAIN_MRI, batch_csv, batch_row, batch_summary
@@ -30,7 +31,8 @@ if uploads:
 # Real-data models get the real example slices: synthetic ones are unlike what they learned from.
 real_examples = not models.detector.card.trained_on_synthetic
 if not uploads:
-    examples_help = ("Runs the batch on BrainML's real example slices, from patients the default models never saw."
+    examples_help = ("Runs the batch on BrainML's real example slices, from patients the default models never saw, and "
+                     "on its synthetic example volume."
                      if real_examples else "Runs the batch on BrainML's synthetic example scans.")
     use_examples = st.toggle("Try it on the built-in examples", key="batch_use_examples", help=examples_help)
     if not use_examples:
@@ -41,8 +43,9 @@ st.caption(views.verdict_source(models))
 state.disclaimer(*models.cards)
 
 if use_examples and real_examples:
+    # The real slices, and the example volume to show what a volume's row looks like.
     items = [loaders.BatchItem(example.path.name, scan=loaders.real_example_scan(example.key))
-             for example in REAL_EXAMPLES]
+             for example in REAL_EXAMPLES] + [loaders.BatchItem(EXAMPLE_VOLUME_NAME, scan=loaders.example_volume_scan())]
     images = [item.scan.image for item in items]
     slices = [None] * len(items)
 elif use_examples:

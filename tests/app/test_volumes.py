@@ -134,3 +134,17 @@ def test_the_lab_compares_the_volume_with_where_the_tumor_is(open_page):
     best = at.slider(key="lab_volume_slice").value
     inside = "inside" if first <= best <= last else "outside"
     assert f"The most suspicious slice, **{best}**, is **{inside}** the tumor." in text
+
+
+def test_batch_examples_end_with_the_example_volume_as_one_row(open_page, example_scores):
+    from brainml.example_volume import NAME
+
+    scores, threshold = example_scores
+    at = open_page("batch")
+    at.toggle(key="batch_use_examples").set_value(True).run()
+    assert problems(at) == []
+    table = batch_table(at)
+    assert len(table) == 9 and table["file"].iloc[-1] == NAME
+    assert table["slice"].iloc[-1] == scores.slice_of_max
+    assert table["verdict"].iloc[-1] == ("tumor" if scores.at(threshold).summary()["tumor"] else "no tumor")
+    assert any(element.value == f"**{NAME}:** {scores.at(threshold).verdict_text()}" for element in at.markdown)
