@@ -27,8 +27,9 @@ MIN_SHARE_OF_SLICE = 0.02
 # Slices scored per cascade call: enough to keep both cores busy, few enough that progress shows.
 CHUNK = 32
 SKIPPED = "too little head on the slice (its top or bottom, or outside it)"
-CSV_FIELDS = ("slice", "scored", "skipped", "tumor_probability", "tumor", "type", "glioma", "meningioma", "notumor",
-              "pituitary", "brain_mri", "ood_score", "note")
+# The per-slice table's columns; the classifier's class probabilities go between "type" and "brain_mri".
+CSV_LEADING = ("slice", "scored", "skipped", "tumor_probability", "tumor", "type")
+CSV_TRAILING = ("brain_mri", "ood_score", "note")
 
 
 @dataclass(frozen=True)
@@ -141,14 +142,17 @@ class VolumeScores:
         return f"Tumor likely on {slice_ranges(runs)} ({peak})."
 
     def to_csv(self) -> str:
-        """One row per slice: :data:`CSV_FIELDS` (type probabilities in their own columns)."""
+        """One row per slice: :data:`CSV_LEADING`, one column per class probability, :data:`CSV_TRAILING`."""
+        classes = next((list(s.diagnosis.type_probabilities) for s in self.slices
+                        if s.diagnosis is not None and s.diagnosis.type_probabilities), [])
+        fields = [*CSV_LEADING, *classes, *CSV_TRAILING]
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for score in self.slices:
             row = score.to_dict()
             row.update(row.pop("type_probabilities", None) or {})
-            writer.writerow({key: _csv_value(row.get(key)) for key in CSV_FIELDS})
+            writer.writerow({key: _csv_value(row.get(key)) for key in fields})
         return out.getvalue()
 
 
