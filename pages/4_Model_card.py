@@ -32,6 +32,8 @@ def identity(bundle, path: str) -> None:
             **card.prep_spec.to_dict()),
         "Grad-CAM layer": card.gradcam_layer,
         "LayerCAM layer": card.layercam_layer or card.gradcam_layer,
+        "verdicts run on": (f"{card.engine.get('runtime', 'LiteRT')}, {card.engine['file']} (heatmaps: Keras)"
+                            if card.engine.get("file") else "Keras"),
         "trained on": card.learned_from,
         "card file": loaders.display_path(path),
         "versions": ", ".join(f"{k} {v}" for k, v in (card.versions or {}).items()),

@@ -467,3 +467,12 @@ def test_the_labs_preprocessing_tab_takes_a_scan_from_the_same_picker_as_detect(
     height, width = example.image.shape
     assert any(caption.startswith(f"1 · The slice, {width} × {height} pixels") for image in images(at)
                for caption in image.captions)
+
+
+def test_model_card_says_what_the_verdicts_run_on(open_page):
+    at = open_page("model_card")
+    tables = [frame.value for frame in at.dataframe if list(frame.value.columns) == ["Property", "Value"]]
+    engines = [dict(zip(table["Property"], table["Value"]))["verdicts run on"] for table in tables
+               if "verdicts run on" in list(table["Property"])]
+    assert engines == ["LiteRT (XNNPACK), detector.tflite (heatmaps: Keras)",
+                       "LiteRT (XNNPACK), classifier.tflite (heatmaps: Keras)"]
