@@ -5,6 +5,7 @@ import streamlit as st
 from brainml import labels, synth, viz
 from brainml.metrics import energy_in_mask, pointing_game
 from brainml.preprocess import prepare
+from brainml.report import verdict_text
 from ui import loaders, scan_picker, sidebar, state, views
 
 TRUTH_COLOUR = (0, 255, 0)
@@ -112,15 +113,10 @@ with volume_tab:
                        file_stem="example_volume", truth=(first, last), title="The models on this volume")
     found = set(i for run in scores.tumor_runs for i in range(run[0], run[1] + 1))
     lesion = set(range(first, last + 1))
-    if best is not None:
-        inside = "inside" if first <= best <= last else "outside"
-        st.markdown(f"The most suspicious slice, **{best}**, is **{inside}** the tumor. At this threshold the models "
-                    f"call tumor on **{len(found & lesion)} of the {len(lesion)}** slices that hold it, and on "
-                    f"**{len(found - lesion)}** slices that do not.")
     slice_image = view.stack[slice_index]
     slice_mask = example.mask_slices()[slice_index]
     volume_map = loaders.heatmap(models, slice_image, loaders.DEFAULT_METHOD)
-    shown = st.columns(2)
+    shown = st.columns(3, gap="medium")
     shown[0].image(viz.mask_outline(slice_image, slice_mask, TRUTH_COLOUR, width=2) if slice_mask.any() else slice_image,
                    caption=f"Slice {slice_index}: " + ("the tumor outlined in green" if slice_mask.any() else "no tumor on this slice"),
                    width="stretch")
@@ -129,6 +125,17 @@ with volume_tab:
         volume_overlay = viz.mask_outline(volume_overlay, slice_mask, TRUTH_COLOUR, width=1)
     shown[1].image(volume_overlay, width="stretch",
                    caption=f"Where the model looked: {loaders.method_label(loaders.DEFAULT_METHOD)} of the tumor score")
+    with shown[2]:
+        on_show = scores.slices[slice_index].diagnosis
+        if on_show is None:
+            st.markdown(f"Slice {slice_index} has too little head on it: it was skipped.")
+        else:
+            st.markdown(f"Slice {slice_index}: **{verdict_text(on_show)}**, P(tumor) {on_show.tumor_probability:.3f}.")
+        if best is not None:
+            inside = "inside" if first <= best <= last else "outside"
+            st.markdown(f"The most suspicious slice, **{best}**, is **{inside}** the tumor. At this threshold the models "
+                        f"call tumor on **{len(found & lesion)} of the {len(lesion)}** slices that hold it, and on "
+                        f"**{len(found - lesion)}** slices that do not.")
 
 with prep_tab:
     st.markdown("Every model sees a slice the same way, in training and here: crop to the head, resize to the "
