@@ -98,3 +98,19 @@ def test_bicubic_resampling_is_a_choice():
     assert not np.allclose(bilinear, bicubic)
     with pytest.raises(ValueError, match="resample"):
         PrepSpec(resample="lanczos")
+
+
+def test_hole_filling_matches_scipys():
+    from scipy import ndimage
+
+    from brainml.preprocess import _fill_holes
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        mask = ndimage.binary_opening(rng.random((64, 80)) > 0.45)
+        np.testing.assert_array_equal(_fill_holes(mask), ndimage.binary_fill_holes(mask))
+    ring = np.zeros((20, 20), bool)
+    ring[5:15, 5:15] = True
+    ring[8:12, 8:12] = False
+    assert _fill_holes(ring)[10, 10] and not _fill_holes(ring)[0, 0]
+    assert _fill_holes(np.ones((5, 5), bool)).all()
