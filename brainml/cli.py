@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="weight of the lesion-map loss where the data set has masks (0 turns mask supervision off)")
     train.add_argument("--augmentation", choices=("standard", "strong"), default="standard",
                        help="strong: wider rotations, zooms and shifts, brightness and noise (for real scans)")
+    train.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                       help="blend each training image with another of its batch, weight from Beta(ALPHA, ALPHA) "
+                            "(0.2 is usual; 0 = off)")
+    train.add_argument("--label-smoothing", type=float, default=0.0,
+                       help="share of each training target spread evenly over the classes (0.1 is usual; 0 = off)")
     train.add_argument("--split", choices=("groups", "official"), default="groups",
                        help="groups (default): the whole set split by patient or near-duplicate cluster; official: the "
                             "data set's own Testing/ split, as published")
@@ -218,6 +223,7 @@ def _train(args) -> int:
         from_classifier=args.from_classifier, init_from=args.init_from, schedule=args.schedule, time_limit_minutes=args.time_limit,
         split=args.split, test_split=args.test_split, remove_leaks=args.remove_leaks, augmentation=args.augmentation,
         data_name=args.data_name, data_licence=args.data_licence, mask_weight=args.mask_weight,
+        mixup=args.mixup, label_smoothing=args.label_smoothing,
     )
     result = train(config, log=lambda line: print(line, flush=True))
     print(_summary(result.card.metrics))
@@ -445,8 +451,22 @@ def _by_size_lines(report: dict) -> list[str]:
     return lines
 
 
+def _by_patient_lines(report: dict) -> list[str]:
+    by_patient = report.get("by_patient")
+    if not by_patient:
+        return []
+    lines = [f"by patient ({by_patient['groups']} patients or near-copy clusters; 95% CI resampling whole ones):"]
+    for name, value in by_patient["measures"].items():
+        low, high = value["ci"]
+        lines.append(f"  {name:<12} {value['rate']:.4f} (95% CI {low:.3f}-{high:.3f}) over {value['n_groups']} groups")
+    if by_patient["most_wrong"]:
+        lines.append(f"  most wrong answers ({by_patient['wrong']} in all): " + ", ".join(
+            f"{row['group']} {row['wrong']} of {row['n']}" for row in by_patient["most_wrong"]))
+    return lines
+
+
 def _by_category_lines(report: dict) -> list[str]:
-    lines = []
+    lines = _by_patient_lines(report)
     for key, title in (("by_contrast", "by MRI contrast:"), ("by_source", "by source:")):
         lines += _category_lines(report.get(key), title)
     return lines

@@ -277,7 +277,8 @@ def augmentation(seed: int, strength: str = "standard"):
 
 def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, training: bool, seed: int = 0,
                weights: np.ndarray | None = None, masks: np.ndarray | None = None, mask_grid: int = 8,
-               augment: bool = True, masks_known: np.ndarray | None = None, augmentation_strength: str = "standard"):
+               augment: bool = True, masks_known: np.ndarray | None = None, augmentation_strength: str = "standard",
+               mixup: float = 0.0):
     """A ``tf.data`` pipeline: shuffled and augmented for training, plain and ordered otherwise.
 
     Args:
@@ -287,6 +288,9 @@ def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, trainin
             as an extra channel through the same spatial augmentation as the images, so they stay aligned.
         masks_known: (N,) bool, False where a tumor slice's mask is unknown: its lesion-map loss weighs nothing
             (an unknown lesion is not an empty one). None: every mask is known.
+        mixup: training only, when above 0: each image is blended with another of its batch (weight drawn from
+            Beta(mixup, mixup), the larger share its own), and so are its targets (float; one-hot for classes),
+            loss weights and lesion cells (see ``mix_batch``).
     """
     import tensorflow as tf
 
@@ -302,6 +306,7 @@ def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, trainin
         dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
     augment = augmentation(seed, augmentation_strength) if training and augment else None
+    mix = mix_batch(mixup, seed) if training and mixup > 0 else None
     channels = inputs.shape[-1]
 
     def arrange(x, y, w):
@@ -310,16 +315,47 @@ def tf_dataset(inputs: np.ndarray, targets: np.ndarray, batch_size: int, trainin
         if augment is not None:
             x = augment(x, training=True)
         if masks is None:
-            return x, y, w
+            return mix(x, y, w) if mix else (x, y, w)
         image, mask = x[..., :channels], x[..., channels:]
         pool = inputs.shape[1] // mask_grid
         cells = tf.cast(tf.nn.max_pool2d(mask, pool, pool, "VALID") > 0.5, tf.float32)
         # The lesion-map loss is per cell, so its weights are too (one per cell; class weights apply to the verdict).
         cell_weights = tf.ones_like(cells[..., 0]) * known[:, None, None]
+        if mix:
+            image, y, w, cells, cell_weights = mix(image, y, w, cells, cell_weights)
         return image, {"probability": y, "lesion_map": cells}, {"probability": w, "lesion_map": cell_weights}
 
     dataset = dataset.map(arrange, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def mix_batch(alpha: float, seed: int = 0):
+    """Mixup (Zhang et al. 2018) within a batch: a function that blends each image with a shuffled partner of the
+    same batch, ``x = lam * x + (1 - lam) * partner`` with ``lam`` drawn per image from Beta(alpha, alpha) and
+    folded to at least 0.5, so the image stays mostly itself. Targets and loss weights are blended alike (targets
+    must be float: one-hot for classes). Lesion cells blend too; their weights multiply, so a blend with an
+    unknown mask teaches the lesion map nothing. A regulariser for small sets: the network cannot fit each slice
+    by heart when no two epochs show it the same."""
+    import tensorflow as tf
+
+    def blend(lam, a, b):
+        lam = tf.reshape(lam, [-1] + [1] * (len(a.shape) - 1))
+        return lam * a + (1 - lam) * b
+
+    def mix(image, y, w, cells=None, cell_weights=None):
+        n = tf.shape(image)[0]
+        first, second = (tf.random.gamma([n], alpha, seed=seed + k) for k in (11, 12))
+        lam = first / tf.maximum(first + second, 1e-7)
+        lam = tf.maximum(lam, 1 - lam)
+        partner = tf.random.shuffle(tf.range(n), seed=seed + 13)
+        y = tf.cast(y, tf.float32)
+        mixed = (blend(lam, image, tf.gather(image, partner)), blend(lam, y, tf.gather(y, partner)),
+                 blend(lam, w, tf.gather(w, partner)))
+        if cells is None:
+            return mixed
+        return (*mixed, blend(lam, cells, tf.gather(cells, partner)), cell_weights * tf.gather(cell_weights, partner))
+
+    return mix
 
 
 def _manifest_column(root: Path, samples: list[Sample], column: str) -> list[str] | None:

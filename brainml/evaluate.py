@@ -14,6 +14,7 @@ from .datasets import (DatasetError, discover, label_index, lesion_diameters, lo
                        slice_sources, task_classes)
 from .engine import engine_for
 from .predict import model_scores, network_outputs
+from .splits import manifest_groups
 
 # The split name that means "the test part of the split the model was trained with".
 HELD_OUT = "held-out"
@@ -73,6 +74,9 @@ def evaluate_bundle(bundle: ModelBundle, data: str | os.PathLike, split: str = "
                             ("by_source", slice_sources(data, loaded.samples))):
         if categories is not None:
             report[key] = by_category(card, labels, scores, categories)
+    groups = manifest_groups(index.root, loaded.samples)
+    if groups is not None:
+        report["by_patient"] = by_patient(card, labels, scores, groups)
     report["data"] = str(data)
     report["split"] = split
     report["unreadable_files"] = len(loaded.failures)
@@ -132,6 +136,29 @@ def by_category(card, labels: np.ndarray, scores: np.ndarray, categories: np.nda
     else:
         measures = {"accuracy": metrics.rate_by_group(scores.argmax(axis=1) == labels, categories, order)}
     return {"groups": order, "measures": measures}
+
+
+def by_patient(card, labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, worst: int = 5) -> dict:
+    """The headline rates again, with intervals that resample whole patients (or near-copy clusters) instead of
+    slices, and the groups with the most wrong answers: a test figure can hang on a handful of patients."""
+    if card.task == "detect":
+        flagged, tumor = scores >= card.threshold, labels == 1
+        hits = np.where(tumor, flagged, ~flagged)
+        parts = {"recall": tumor, "specificity": ~tumor}
+    else:
+        hits = scores.argmax(axis=1) == labels
+        parts = {"accuracy": np.ones(len(labels), bool)}
+    measures = {}
+    for name, chosen in parts.items():
+        if chosen.any():
+            measures[name] = {"rate": float(hits[chosen].mean()), "n_groups": int(len(np.unique(groups[chosen]))),
+                              "ci": list(metrics.group_bootstrap_interval(hits[chosen], groups[chosen]))}
+    names, group_of = np.unique(groups, return_inverse=True)
+    wrong = np.bincount(group_of, weights=~hits, minlength=len(names)).astype(int)
+    total = np.bincount(group_of, minlength=len(names))
+    order = [i for i in np.argsort(-wrong, kind="stable")[:worst] if wrong[i] > 0]
+    return {"groups": int(len(names)), "measures": measures, "wrong": int(wrong.sum()),
+            "most_wrong": [{"group": str(names[i]), "wrong": int(wrong[i]), "n": int(total[i])} for i in order]}
 
 
 def evaluate_path(card_path, data, split: str = "test", update_card: bool = False, engine: str = "keras") -> Evaluation:

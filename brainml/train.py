@@ -75,6 +75,10 @@ class TrainConfig:
     data_licence: str | None = None
     # Weight of the lesion-map loss when the data set ships lesion masks (synthetic sets do; 0 turns it off).
     mask_weight: float = 1.0
+    # Regularisers against fitting a few thousand slices by heart: mixup's Beta(alpha, alpha) (0 = off; see
+    # datasets.mix_batch) and label smoothing's share of each target spread over the classes (0 = off).
+    mixup: float = 0.0
+    label_smoothing: float = 0.0
     synthetic: bool | None = None  # None: decided from the data folder's GENERATOR.txt
     # detect only: no training of its own; the detector is this type classifier's view P(tumor) = 1 - P(notumor).
     from_classifier: str | None = None
@@ -219,8 +223,7 @@ def _fit(config: TrainConfig, spec: PrepSpec, loaded, targets, classes, use_mask
             _copy_weights(start.model, model)
             log(f"starting from {start.card_path}'s weights ({start.card.prep_spec.size}px -> {spec.size}px)")
         trainer, mask_grid = _with_lesion_head(model) if use_masks else (model, None)
-        loss = "binary_crossentropy" if n_outputs == 1 else "sparse_categorical_crossentropy"
-        metric = keras.metrics.AUC(name="auc") if n_outputs == 1 else "accuracy"
+        loss, metric = _loss_and_metric(n_outputs, _soft_targets(config), config.label_smoothing)
         trainer.compile(
             optimizer=keras.optimizers.Adam(_learning_rate(config, len(targets["train"]), batch_size)),
             loss={"probability": loss, "lesion_map": "binary_crossentropy"} if use_masks else loss,
@@ -231,11 +234,12 @@ def _fit(config: TrainConfig, spec: PrepSpec, loaded, targets, classes, use_mask
     # --- Fit: balanced class weights (a missed tumor class should not be the cheap mistake) ---
     counts = np.bincount(targets["train"], minlength=max(n_outputs, 2))
     class_weight = len(targets["train"]) / (len(counts) * np.maximum(counts, 1))
-    train_data = tf_dataset(loaded["train"].inputs, _target_array(targets["train"], n_outputs), batch_size, True,
-                            config.seed, class_weight[targets["train"]], loaded["train"].masks, mask_grid or 8,
+    one_hot = _soft_targets(config)
+    train_data = tf_dataset(loaded["train"].inputs, _target_array(targets["train"], n_outputs, one_hot), batch_size,
+                            True, config.seed, class_weight[targets["train"]], loaded["train"].masks, mask_grid or 8,
                             augment=config.augment, masks_known=loaded["train"].masks_known,
-                            augmentation_strength=config.augmentation)
-    val_data = tf_dataset(loaded["validation"].inputs, _target_array(targets["validation"], n_outputs), batch_size,
+                            augmentation_strength=config.augmentation, mixup=config.mixup)
+    val_data = tf_dataset(loaded["validation"].inputs, _target_array(targets["validation"], n_outputs, one_hot), batch_size,
                           False, masks=loaded["validation"].masks, mask_grid=mask_grid or 8,
                           masks_known=loaded["validation"].masks_known)
     # Stop on the verdict's own quality (validation AUC, or accuracy for a classifier), not on a loss that the
@@ -368,8 +372,26 @@ def _labels(samples, task, classes) -> np.ndarray:
     return np.array([label_index(s.label, task, tuple(classes)) for s in samples], dtype=np.int64)
 
 
-def _target_array(labels: np.ndarray, n_outputs: int) -> np.ndarray:
-    return labels.astype(np.float32)[:, None] if n_outputs == 1 else labels
+def _target_array(labels: np.ndarray, n_outputs: int, one_hot: bool = False) -> np.ndarray:
+    if n_outputs == 1:
+        return labels.astype(np.float32)[:, None]
+    return np.eye(n_outputs, dtype=np.float32)[labels] if one_hot else labels
+
+
+def _soft_targets(config: TrainConfig) -> bool:
+    """Whether class targets must be one-hot floats: mixup blends them, and label smoothing needs them whole."""
+    return config.mixup > 0 or config.label_smoothing > 0
+
+
+def _loss_and_metric(n_outputs: int, one_hot: bool, label_smoothing: float):
+    """The verdict's loss and the metric validation is judged on (AUC for a detector, accuracy for classes; named
+    so the monitored ``val_..._accuracy`` is the same whichever targets the classes come as)."""
+    if n_outputs == 1:
+        return keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing), keras.metrics.AUC(name="auc")
+    if one_hot:
+        return (keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                keras.metrics.CategoricalAccuracy(name="accuracy"))
+    return "sparse_categorical_crossentropy", "accuracy"
 
 
 def _capped(samples, limit, seed):

@@ -136,6 +136,7 @@ with detector_tab:
     card_views.lesion_size_table(metrics.get("by_lesion_size"), key="card_detector_by_size")
     card_views.contrast_table(metrics.get("by_contrast"), key="card_detector_by_contrast")
     card_views.source_table(metrics.get("by_source"), key="card_detector_by_source")
+    card_views.patient_note(metrics.get("by_patient"))
     card_views.calibration_section(card, key="card_detector_calibration_stored")
     card_views.guard_section(card, key="card_detector_guard")
     st.markdown("#### Where the heatmaps point")
@@ -198,6 +199,7 @@ with classifier_tab:
         card_views.lesion_size_table(metrics.get("by_lesion_size"), key="card_classifier_by_size")
         card_views.contrast_table(metrics.get("by_contrast"), key="card_classifier_by_contrast")
         card_views.source_table(metrics.get("by_source"), key="card_classifier_by_source")
+        card_views.patient_note(metrics.get("by_patient"))
         left, right = st.columns(2)
         if metrics.get("confusion_matrix"):
             left.plotly_chart(charts.confusion_matrix(metrics["confusion_matrix"], card.class_names),

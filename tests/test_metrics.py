@@ -15,6 +15,7 @@ from brainml.metrics import (
     curves,
     detector_report,
     f1_interval,
+    group_bootstrap_interval,
     operating_point,
     rate_by_group,
     rate_by_lesion_size,
@@ -419,3 +420,19 @@ def test_rate_by_group_counts_each_group_by_hand_and_keeps_empty_ones():
     assert [row["group"] for row in rate_by_group(hits, groups)] == ["FLAIR", "T1", "T2"]
     with pytest.raises(ValueError):
         rate_by_group([True], ["T1", "T2"])
+
+
+def test_group_bootstrap_interval_widens_when_errors_gather_in_a_few_patients():
+    # 40 patients of 20 slices, 90% right either way: spread over every patient, or every wrong slice in 4 patients.
+    groups = np.repeat(np.arange(40), 20)
+    spread = np.tile(np.arange(20) >= 2, 40)
+    gathered = groups >= 4
+    wilson = wilson_interval(720, 800)
+    low, high = group_bootstrap_interval(spread, groups)
+    assert low <= 0.9 <= high and high - low <= 1.5 * (wilson[1] - wilson[0])
+    low_g, high_g = group_bootstrap_interval(gathered, groups)
+    assert low_g <= 0.9 <= high_g and high_g - low_g > 3 * (wilson[1] - wilson[0])
+    assert group_bootstrap_interval(gathered, groups) == (low_g, high_g)  # seeded
+    assert all(np.isnan(group_bootstrap_interval([True, False], ["a", "a"])))
+    with pytest.raises(ValueError):
+        group_bootstrap_interval([True], ["a", "b"])

@@ -158,6 +158,58 @@ def test_lesion_map_loss_weighs_nothing_where_the_mask_is_unknown():
     assert batch[1]["lesion_map"].numpy()[0, 1, 1, 0] == 1  # the known lesion is still a target
 
 
+def test_by_patient_resamples_whole_patients_and_names_the_most_wrong():
+    class Card:
+        task, threshold = "classify", None
+    # Six patients of four slices, classes 0/1; patient "p5" is wrong on every slice, "p4" on one.
+    groups = np.repeat([f"p{i}" for i in range(6)], 4)
+    labels = np.tile([0, 1], 12)
+    predicted = labels.copy()
+    predicted[groups == "p5"] = 1 - labels[groups == "p5"]
+    predicted[np.flatnonzero(groups == "p4")[0]] ^= 1
+    report = evaluate.by_patient(Card(), labels, np.eye(2)[predicted], groups)
+    accuracy = report["measures"]["accuracy"]
+    assert accuracy["rate"] == pytest.approx(19 / 24) and accuracy["n_groups"] == 6
+    assert accuracy["ci"][0] < 19 / 24 < accuracy["ci"][1]
+    assert report["wrong"] == 5
+    assert report["most_wrong"] == [{"group": "p5", "wrong": 4, "n": 4}, {"group": "p4", "wrong": 1, "n": 4}]
+
+    Card.task, Card.threshold = "detect", 0.5
+    detected = evaluate.by_patient(Card(), labels, np.where(groups == "p5", 1 - labels, labels) * 0.8 + 0.1, groups)
+    assert detected["measures"]["recall"]["rate"] == pytest.approx(10 / 12)
+    assert detected["measures"]["specificity"]["rate"] == pytest.approx(10 / 12)
+
+
+def test_mixup_blends_each_image_with_its_targets_weights_and_lesion_cells_alike():
+    # Sample k is the constant image k, of class k, loss weight k + 1, with a lesion in cell (0, 0) when k < 2 and
+    # an unknown mask when k == 3: every blended quantity must then be the same mixture of the same two samples.
+    n = 4
+    inputs = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None, None], (n, 16, 16, 1)).copy()
+    masks = np.zeros((n, 16, 16), np.float32)
+    masks[:2, :4, :4] = 1
+    targets = np.eye(n, dtype=np.float32)
+    batch = next(iter(datasets.tf_dataset(inputs, targets, n, training=True, seed=3, weights=np.arange(1, n + 1),
+                                          masks=masks, mask_grid=2, augment=False, mixup=0.4,
+                                          masks_known=np.arange(n) != 3)))
+    image, y, w = batch[0].numpy(), batch[1]["probability"].numpy(), batch[2]["probability"].numpy()
+    shares = y  # each row: how much of each sample the blend holds
+    assert np.allclose(shares.sum(axis=1), 1) and np.all(shares.max(axis=1) >= 0.5 - 1e-6)
+    assert np.any(shares.max(axis=1) < 1 - 1e-3)  # something was blended
+    assert np.allclose(image[:, 0, 0, 0], shares @ np.arange(n)) and np.allclose(image.std(axis=(1, 2, 3)), 0, atol=1e-5)
+    assert np.allclose(w, shares @ np.arange(1, n + 1))
+    lesion = batch[1]["lesion_map"].numpy()[:, 0, 0, 0]
+    assert np.allclose(lesion, shares[:, :2].sum(axis=1))
+    # A blend that holds any of the unknown-mask sample teaches the lesion map nothing; the others weigh fully.
+    cell_weights = batch[2]["lesion_map"].numpy()[:, 0, 0]
+    assert np.array_equal(cell_weights, np.where(shares[:, 3] > 0, 0.0, 1.0))
+
+
+def test_mixup_is_off_for_validation_and_testing():
+    inputs = np.random.default_rng(0).random((4, 16, 16, 1)).astype(np.float32)
+    batch = next(iter(datasets.tf_dataset(inputs, np.eye(4, dtype=np.float32), 4, training=False, mixup=0.4)))
+    assert np.array_equal(batch[0].numpy(), inputs) and np.array_equal(batch[1].numpy(), np.eye(4))
+
+
 def test_by_source_breakdown_on_a_tiny_manifest(tmp_path):
     make_set(tmp_path, mirrored_twins=False)
     index = discover(tmp_path)

@@ -147,3 +147,14 @@ def test_the_seeds_cnn_trains_on_labels_alone_where_masks_exist(tiny_set, tmp_pa
     assert card.architecture == "seed-cnn"
     assert card.provenance["lesion_mask_supervision"] is False
     assert len(card.held_out_labels) == card.provenance["splits"]["test"]
+
+
+def test_mixup_and_label_smoothing_train_on_one_hot_targets_and_are_recorded(tiny_set, tmp_path):
+    card = train(TrainConfig(task="classify", data=str(tiny_set), out=str(tmp_path / "mixed"), epochs=1, batch_size=8,
+                             size=32, val_split=0.25, mixup=0.2, label_smoothing=0.1), log=lambda line: None).card
+    config = card.provenance["config"]
+    assert (config["mixup"], config["label_smoothing"]) == (0.2, 0.1)
+    # Validation is judged on the same accuracy whichever form the targets take.
+    accuracy = card.history["val_probability_accuracy"]
+    assert len(accuracy) == 1 and 0 <= accuracy[0] <= 1
+    assert np.allclose(np.sum(card.held_out_scores, axis=1), 1, atol=1e-4)

@@ -77,6 +77,20 @@ def source_table(by_source: dict | None, key: str, container=st) -> None:
                 "serves all of them.", key, container)
 
 
+def patient_note(by_patient: dict | None, container=st) -> None:
+    """The headline rates with intervals that resample whole patients, and where the wrong answers gather: slices of
+    one patient are not independent trials, so the per-slice interval above is the narrower of the two."""
+    if not by_patient:
+        return
+    rates = "; ".join(f"{name} {percent(value['rate'])}, 95% interval **{percent_range(value['ci'])}**"
+                      for name, value in by_patient["measures"].items())
+    most = by_patient["most_wrong"][0] if by_patient["most_wrong"] else None
+    gathered = (f" {most['wrong']} of the {by_patient['wrong']} wrong answers are one group's ({most['group']}: "
+                f"{most['wrong']} of its {most['n']} slices)." if most and by_patient["wrong"] else "")
+    container.markdown(f"**By patient.** Resampling whole patients and near-copy clusters "
+                       f"({by_patient['groups']} in the test part) instead of slices: {rates}.{gathered}")
+
+
 def stored_calibration(summary: dict) -> metrics.Calibration:
     """A card's stored reliability bins (``card.calibration["test_before"]`` ...) as a Calibration to draw."""
     def array(name, dtype=float):

@@ -7,12 +7,19 @@ data (specificity without a single no-tumor case, precision when nothing is flag
 or a warning, and every ``to_dict`` turns ``nan`` into ``None`` so that the result can be written as JSON.
 
 One module per concern: ``thresholds`` (sweeps, operating points and the rules that choose one), ``intervals``
-(Wilson and bootstrap intervals, rates by lesion size or group), ``curves`` (ROC, PR, reliability), ``reports``
+(Wilson and bootstrap intervals, by slice or by patient; rates by lesion size or group), ``curves`` (ROC, PR, reliability), ``reports``
 (the summaries model cards hold) and ``localisation`` (pointing game, energy in mask).
 """
 
 from .curves import Calibration, Curves, calibration, curves
-from .intervals import LESION_SIZE_EDGES, rate_by_group, rate_by_lesion_size, roc_auc_interval, wilson_interval
+from .intervals import (
+    LESION_SIZE_EDGES,
+    group_bootstrap_interval,
+    rate_by_group,
+    rate_by_lesion_size,
+    roc_auc_interval,
+    wilson_interval,
+)
 from .localisation import POINTING_TOLERANCE_PX, energy_in_mask, pointing_game
 from .reports import classifier_report, detector_report
 from .thresholds import (
@@ -42,6 +49,7 @@ __all__ = [
     "detector_report",
     "energy_in_mask",
     "f1_interval",
+    "group_bootstrap_interval",
     "operating_point",
     "pointing_game",
     "rate_by_group",

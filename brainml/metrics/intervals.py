@@ -1,6 +1,6 @@
 """Confidence intervals: Wilson score intervals for proportions (Wilson, 1927, JASA 22:209), which keep their
-coverage at small counts and at 0 % / 100 %; bootstrap intervals for ROC AUC and F1; and right-answer rates by
-lesion size or by group, each with its interval."""
+coverage at small counts and at 0 % / 100 %; bootstrap intervals for ROC AUC and F1, and for a rate whose answers
+cluster by patient; and right-answer rates by lesion size or by group, each with its interval."""
 
 from __future__ import annotations
 
@@ -83,6 +83,37 @@ def roc_auc_interval(labels, scores, n_boot: int = 1000, seed: int = 0, confiden
         aucs.append((positive_rank_sum - positives.size * (positives.size + 1) / 2) / (positives.size * negatives.size))
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(np.concatenate(aucs), [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def group_bootstrap_interval(hits, groups, n_boot: int = 2000, seed: int = 0, confidence: float = 0.95):
+    """Percentile bootstrap interval for a right-answer rate whose answers cluster: whole groups (patients, or
+    clusters of near-copies) are resampled with replacement, not single slices.
+
+    Slices of one patient are not independent: a model that mistypes one patient's tumor mistypes most of its
+    slices. Wilson's interval counts them as independent trials and is then too narrow; this one is about as wide
+    when errors are spread, and wider when they gather in a few patients.
+
+    Args:
+        hits: (N,) bool, one answer per slice. groups: (N,) each slice's group.
+
+    Returns:
+        ``(low, high)`` of the slice-level rate; ``(nan, nan)`` without slices or with a single group.
+    """
+    hits = np.asarray(hits, dtype=bool)
+    groups = np.asarray(groups)
+    if hits.shape != groups.shape:
+        raise ValueError("hits and groups must have the same length")
+    _, group_of = np.unique(groups, return_inverse=True)
+    n_groups = int(group_of.max()) + 1 if hits.size else 0
+    if n_groups < 2:
+        return math.nan, math.nan
+    right = np.bincount(group_of, weights=hits, minlength=n_groups)
+    total = np.bincount(group_of, minlength=n_groups)
+    drawn = np.random.default_rng(seed).integers(0, n_groups, (n_boot, n_groups))
+    rates = right[drawn].sum(axis=1) / total[drawn].sum(axis=1)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(rates, [tail, 100 - tail])
     return float(low), float(high)
 
 

@@ -289,6 +289,21 @@ def test_model_card_shows_the_metrics_per_mri_contrast_when_the_card_has_them(op
     assert list(table["specificity 95% interval"])[1] == "n/a"
 
 
+def test_model_card_gives_intervals_by_patient_and_where_the_wrong_answers_gather(open_page, tmp_path):
+    card = json.loads((SYNTHETIC / "detector.json").read_text())
+    by_patient = {"groups": 12, "wrong": 9, "measures": {
+        "recall": {"rate": 0.9, "n_groups": 8, "ci": [0.7, 0.98]},
+        "specificity": {"rate": 0.95, "n_groups": 4, "ci": [0.85, 1.0]}},
+        "most_wrong": [{"group": "patient:7", "wrong": 6, "n": 6}, {"group": "dup:3", "wrong": 3, "n": 5}]}
+    path = card_copy(tmp_path, "detector", "patient_detector", metrics={**card["metrics"], "by_patient": by_patient})
+    at = open_page("model_card")
+    choose_detector(at, path)
+    assert problems(at) == []
+    assert ("**By patient.** Resampling whole patients and near-copy clusters (12 in the test part) instead of slices: "
+            "recall 90.0%, 95% interval **70.0% – 98.0%**; specificity 95.0%, 95% interval **85.0% – 100.0%**. "
+            "6 of the 9 wrong answers are one group's (patient:7: 6 of its 6 slices).") in markdown_text(at)
+
+
 def test_model_card_offers_to_measure_the_localisation_when_the_card_has_none(open_page, tmp_path):
     path = card_copy(tmp_path, "detector", "unmeasured_detector", localisation={})
     at = open_page("model_card")
