@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, help="data set folder")
     evaluate.add_argument("--split", default="Testing",
                           help="Testing (default), Training, all, or held-out: the test part of the split the model "
-                               "was trained with (group-disjoint for models trained with --split groups)")
+                               "was trained with (group-disjoint for models trained with --split groups), or "
+                               "validation: that split's validation part, to compare runs without touching the test")
     evaluate.add_argument("--update-card", action="store_true", help="store the labels and scores in the card for the threshold explorer")
     evaluate.add_argument("--engine", default="keras", choices=("keras", "litert"),
                           help="keras (default), or the bundle's LiteRT engine, to check it gives the same verdicts")
@@ -234,9 +235,9 @@ def _evaluate(args) -> int:
     from .evaluate import evaluate_path
 
     split = {"testing": "test", "test": "test", "training": "train", "train": "train", "all": "all",
-             "held-out": "held-out"}.get(args.split.lower())
+             "held-out": "held-out", "validation": "validation"}.get(args.split.lower())
     if split is None:
-        raise ValueError(f"Unknown --split {args.split!r}; use held-out, Testing, Training or all.")
+        raise ValueError(f"Unknown --split {args.split!r}; use held-out, validation, Testing, Training or all.")
     evaluation = evaluate_path(args.model, args.data, split, update_card=args.update_card, engine=args.engine)
     if args.json:
         print(json.dumps(evaluation.report, allow_nan=False))
@@ -425,15 +426,16 @@ def _verdict_line(record: dict) -> str:
 
 
 def _summary(report: dict) -> str:
+    images = "validation images" if report.get("split") == "validation" else "held-out images"
     if report.get("task") == "detect":
-        lines = [f"detector on {report['n']} held-out images at threshold {report['threshold']:.4f}:"]
+        lines = [f"detector on {report['n']} {images} at threshold {report['threshold']:.4f}:"]
         for name in ("recall", "specificity", "precision", "accuracy", "f1", "roc_auc"):
             low, high = report.get(f"{name}_ci") or (None, None)
             interval = f" (95% CI {low:.3f}-{high:.3f})" if low is not None and high is not None else ""
             value = report.get(name)
             lines.append(f"  {name:<12} {value:.4f}{interval}" if value is not None else f"  {name:<12} n/a")
         return "\n".join(lines + _by_size_lines(report) + _by_category_lines(report))
-    lines = [f"classifier on {report['n']} held-out images: accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}"]
+    lines = [f"classifier on {report['n']} {images}: accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}"]
     for name, values in report.get("per_class", {}).items():
         lines.append(f"  {name:<11} precision {values['precision'] or 0:.3f} recall {values['recall'] or 0:.3f} "
                      f"f1 {values['f1'] or 0:.3f} n={values['support']}")

@@ -18,6 +18,8 @@ from .splits import manifest_groups
 
 # The split name that means "the test part of the split the model was trained with".
 HELD_OUT = "held-out"
+# ... and its validation part: where runs are compared and settings chosen, never on the test part.
+VALIDATION = "validation"
 
 
 def held_out_report(task: str, labels: np.ndarray, scores: np.ndarray, class_names, threshold: float | None) -> dict:
@@ -53,6 +55,8 @@ def evaluate_bundle(bundle: ModelBundle, data: str | os.PathLike, split: str = "
     index = discover(data)
     if split == HELD_OUT:
         wanted = held_out_samples(card, index)
+    elif split == VALIDATION:
+        wanted = card_splits(card, index)["validation"]
     else:
         wanted = [sample for sample in index.samples if split == "all" or sample.split == split]
     if not wanted:
@@ -164,6 +168,8 @@ def by_patient(card, labels: np.ndarray, scores: np.ndarray, groups: np.ndarray,
 def evaluate_path(card_path, data, split: str = "test", update_card: bool = False, engine: str = "keras") -> Evaluation:
     """``python -m brainml evaluate``: load, score, and optionally store the held-out labels and scores in the card
     so the threshold explorer can sweep them."""
+    if update_card and split == VALIDATION:
+        raise ValueError("A card's metrics are its test figures; --update-card does not store validation figures.")
     bundle = load_bundle(card_path)
     evaluation = evaluate_bundle(bundle, data, split, engine=engine)
     if update_card:

@@ -72,6 +72,21 @@ def test_evaluate_held_out_rebuilds_the_cards_own_group_disjoint_test_split(tiny
     assert report["roc_auc"] == pytest.approx(card.metrics["roc_auc"], abs=1e-6)
 
 
+def test_evaluate_validation_scores_the_cards_own_validation_part_and_never_stores_it(tiny_detector, tiny_set,
+                                                                                      capsys):
+    card = tiny_detector.card
+    assert cli.main(["evaluate", "--model", str(tiny_detector.card_path), "--data", str(tiny_set), "--split",
+                     "validation", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == card.provenance["splits"]["validation"] and report["split"] == "validation"
+    # The threshold was chosen on these very images: the same recall and specificity as the card records there.
+    assert report["recall"] == pytest.approx(card.validation_metrics["recall"])
+    assert report["specificity"] == pytest.approx(card.validation_metrics["specificity"], nan_ok=True)
+    assert cli.main(["evaluate", "--model", str(tiny_detector.card_path), "--data", str(tiny_set), "--split",
+                     "validation", "--update-card"]) != 0
+    assert "does not store validation figures" in capsys.readouterr().err
+
+
 def test_threshold_per_call_changes_the_verdict(tiny_detector, tiny_set):
     from brainml.io import read_scan
     from brainml.predict import Cascade
