@@ -434,12 +434,12 @@ def _summary(report: dict) -> str:
             interval = f" (95% CI {low:.3f}-{high:.3f})" if low is not None and high is not None else ""
             value = report.get(name)
             lines.append(f"  {name:<12} {value:.4f}{interval}" if value is not None else f"  {name:<12} n/a")
-        return "\n".join(lines + _by_size_lines(report) + _by_category_lines(report))
+        return "\n".join(lines + _by_size_lines(report) + _by_patient_lines(report) + _by_category_lines(report))
     lines = [f"classifier on {report['n']} {images}: accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}"]
     for name, values in report.get("per_class", {}).items():
         lines.append(f"  {name:<11} precision {values['precision'] or 0:.3f} recall {values['recall'] or 0:.3f} "
                      f"f1 {values['f1'] or 0:.3f} n={values['support']}")
-    return "\n".join(lines + _by_size_lines(report) + _by_category_lines(report))
+    return "\n".join(lines + _by_size_lines(report) + _by_patient_lines(report) + _by_category_lines(report))
 
 
 def _by_size_lines(report: dict) -> list[str]:
@@ -468,7 +468,7 @@ def _by_patient_lines(report: dict) -> list[str]:
 
 
 def _by_category_lines(report: dict) -> list[str]:
-    lines = _by_patient_lines(report)
+    lines = []
     for key, title in (("by_contrast", "by MRI contrast:"), ("by_source", "by source:")):
         lines += _category_lines(report.get(key), title)
     return lines

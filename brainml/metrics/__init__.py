@@ -7,8 +7,8 @@ data (specificity without a single no-tumor case, precision when nothing is flag
 or a warning, and every ``to_dict`` turns ``nan`` into ``None`` so that the result can be written as JSON.
 
 One module per concern: ``thresholds`` (sweeps, operating points and the rules that choose one), ``intervals``
-(Wilson and bootstrap intervals, by slice or by patient; rates by lesion size or group), ``curves`` (ROC, PR, reliability), ``reports``
-(the summaries model cards hold) and ``localisation`` (pointing game, energy in mask).
+(Wilson and bootstrap intervals, by slice or by patient; rates by lesion size or group), ``curves`` (ROC, PR,
+reliability), ``reports`` (the summaries model cards hold) and ``localisation`` (pointing game, energy in mask).
 """
 
 from .curves import Calibration, Curves, calibration, curves
