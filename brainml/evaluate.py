@@ -13,6 +13,7 @@ from .bundle import ModelBundle, load_bundle, write_card
 from .datasets import (DatasetError, discover, label_index, lesion_diameters, load_images, slice_contrasts,
                        slice_sources, task_classes)
 from .engine import engine_for
+from .goals import check_goals
 from .predict import model_scores, network_outputs
 from .splits import manifest_groups
 
@@ -81,6 +82,8 @@ def evaluate_bundle(bundle: ModelBundle, data: str | os.PathLike, split: str = "
     groups = manifest_groups(index.root, loaded.samples)
     if groups is not None:
         report["by_patient"] = by_patient(card, labels, scores, groups)
+    if not card.trained_on_synthetic and split == HELD_OUT:
+        report["goals"] = [check.to_dict() for check in check_goals(card.task, report)]
     report["data"] = str(data)
     report["split"] = split
     report["unreadable_files"] = len(loaded.failures)

@@ -120,6 +120,7 @@ with detector_tab:
         card_views.metric_table(rows, key="card_detector_metrics")
     else:
         st.info("This card holds no test metrics. Add them with `python -m brainml evaluate --update-card`.")
+    card_views.goals_table(card, key="card_detector_goals")
     held_out = loaders.held_out(models)
     left, right = st.columns(2)
     if metrics.get("confusion_matrix"):
@@ -186,6 +187,7 @@ with classifier_tab:
         rows = metric_rows(metrics, ("accuracy", "macro_f1"))
         if rows:
             card_views.metric_table(rows, key="card_classifier_metrics")
+        card_views.goals_table(card, key="card_classifier_goals")
         per_class = metrics.get("per_class") or {}
         if per_class:
             st.dataframe(

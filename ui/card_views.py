@@ -7,7 +7,9 @@ import numpy as np
 import streamlit as st
 
 from brainml import charts, metrics
-from brainml.labels import metric_text, percent, percent_range
+from brainml.explain.methods import method_label
+from brainml.goals import check_goals
+from brainml.labels import metric_label, metric_text, percent, percent_range
 
 
 def metric_table(rows: list[dict], key: str, container=st) -> None:
@@ -75,6 +77,23 @@ def source_table(by_source: dict | None, key: str, container=st) -> None:
     group_table(by_source, "By source", "Source", "The same test slices, split by the public archive they came "
                 "from; a model that learned an archive's look rather than the tumors shows it here. One threshold "
                 "serves all of them.", key, container)
+
+
+def goals_table(card, key: str, container=st) -> None:
+    """BrainML's goals for a real-data model beside what this card measured on its test part, met or missed;
+    nothing for a model that learned from synthetic slices (its test figures say nothing about patients)."""
+    if card.trained_on_synthetic:
+        return
+    checks = [check for check in check_goals(card.task, card.metrics or {}, card.localisation) if check.value is not None]
+    if not checks:
+        return
+    container.markdown("#### Against BrainML's goals")
+    container.dataframe(
+        [{"Measure": metric_label(check.measure) + (f" ({method_label(check.method)})" if check.method else ""),
+          "Goal": f"≥ {percent(check.goal)}", "Measured": percent(check.value), "": "met" if check.met else "missed"}
+         for check in checks],
+        hide_index=True, width="stretch", height="content", key=key,
+    )
 
 
 def patient_note(by_patient: dict | None, container=st) -> None:

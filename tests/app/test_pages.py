@@ -289,6 +289,23 @@ def test_model_card_shows_the_metrics_per_mri_contrast_when_the_card_has_them(op
     assert list(table["specificity 95% interval"])[1] == "n/a"
 
 
+def test_model_card_sets_the_real_data_pair_against_brainmls_goals(open_page):
+    from brainml.bundle import read_card
+    from brainml.goals import check_goals
+
+    at = open_page("model_card")
+    assert problems(at) == []
+    tables = [frame.value for frame in at.dataframe if "Goal" in frame.value.columns]
+    assert len(tables) == 2  # one per tab
+    for table, name in zip(tables, ("detector", "classifier")):
+        card = read_card(f"models/{name}.json")
+        expected = ["met" if check.met else "missed" for check in check_goals(card.task, card.metrics, card.localisation)]
+        assert list(table[""]) == expected
+    detector = dict(zip(tables[0]["Measure"], tables[0][""]))
+    assert detector["Recall (sensitivity)"] == ("met" if read_card("models/detector.json").metrics["recall"] >= 0.99 else "missed")
+    assert list(tables[0]["Goal"])[:2] == ["≥ 99.0%", "≥ 95.0%"]
+
+
 def test_model_card_gives_intervals_by_patient_and_where_the_wrong_answers_gather(open_page, tmp_path):
     card = json.loads((SYNTHETIC / "detector.json").read_text())
     by_patient = {"groups": 12, "wrong": 9, "measures": {
