@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=20)
     train.add_argument("--batch", type=int, default=64, help="batch size per replica")
     train.add_argument("--lr", type=float, default=2e-3, help="learning rate")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seed of the split (and of training, unless --train-seed)")
+    train.add_argument("--train-seed", type=int, default=None,
+                       help="seed of initialisation, shuffling and augmentation alone: the same split, another run")
     train.add_argument("--val-split", type=float, default=0.15, help="share of training images held out for validation")
     train.add_argument("--recall-target", type=float, default=0.98, help="detector: minimum validation recall of the threshold")
     train.add_argument("--threshold-rule", default="min_recall", choices=("min_recall", "youden", "max_accuracy", "max_f1"))
@@ -224,7 +226,7 @@ def _train(args) -> int:
         from_classifier=args.from_classifier, init_from=args.init_from, schedule=args.schedule, time_limit_minutes=args.time_limit,
         split=args.split, test_split=args.test_split, remove_leaks=args.remove_leaks, augmentation=args.augmentation,
         data_name=args.data_name, data_licence=args.data_licence, mask_weight=args.mask_weight,
-        mixup=args.mixup, label_smoothing=args.label_smoothing,
+        mixup=args.mixup, label_smoothing=args.label_smoothing, train_seed=args.train_seed,
     )
     result = train(config, log=lambda line: print(line, flush=True))
     print(_summary(result.card.metrics))

@@ -46,7 +46,10 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 2e-3
-    seed: int = 0
+    seed: int = 0  # the split's seed, and the training's unless train_seed is given
+    # Seed of the weights' initialisation, the shuffling and the augmentation alone: runs with the same ``seed`` and
+    # another ``train_seed`` hold out the same images, so they can be compared or averaged. None: ``seed``.
+    train_seed: int | None = None
     val_split: float = 0.15
     test_split: float = 0.15  # used only when the data set has no Testing/ split of its own
     recall_target: float = 0.98
@@ -97,7 +100,7 @@ class TrainResult:
 
 def train(config: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     """Train, choose the threshold on validation, report on test, and write the bundle."""
-    keras.utils.set_random_seed(config.seed)
+    keras.utils.set_random_seed(_training_seed(config))
     started = time.time()
     classifier = _classifier_to_derive_from(config) if config.from_classifier else None
     start = _bundle_to_start_from(config) if config.init_from else None
@@ -236,7 +239,7 @@ def _fit(config: TrainConfig, spec: PrepSpec, loaded, targets, classes, use_mask
     class_weight = len(targets["train"]) / (len(counts) * np.maximum(counts, 1))
     one_hot = _soft_targets(config)
     train_data = tf_dataset(loaded["train"].inputs, _target_array(targets["train"], n_outputs, one_hot), batch_size,
-                            True, config.seed, class_weight[targets["train"]], loaded["train"].masks, mask_grid or 8,
+                            True, _training_seed(config), class_weight[targets["train"]], loaded["train"].masks, mask_grid or 8,
                             augment=config.augment, masks_known=loaded["train"].masks_known,
                             augmentation_strength=config.augmentation, mixup=config.mixup)
     val_data = tf_dataset(loaded["validation"].inputs, _target_array(targets["validation"], n_outputs, one_hot), batch_size,
@@ -255,6 +258,10 @@ def _fit(config: TrainConfig, spec: PrepSpec, loaded, targets, classes, use_mask
     history = trainer.fit(train_data, validation_data=val_data, epochs=config.epochs, callbacks=callbacks,
                           verbose=0, shuffle=False)  # the pipeline already shuffles
     return model, history.history
+
+
+def _training_seed(config: TrainConfig) -> int:
+    return config.seed if config.train_seed is None else config.train_seed
 
 
 def split_plan(config: TrainConfig) -> SplitPlan:

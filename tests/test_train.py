@@ -158,3 +158,25 @@ def test_mixup_and_label_smoothing_train_on_one_hot_targets_and_are_recorded(tin
     accuracy = card.history["val_probability_accuracy"]
     assert len(accuracy) == 1 and 0 <= accuracy[0] <= 1
     assert np.allclose(np.sum(card.held_out_scores, axis=1), 1, atol=1e-4)
+
+
+def test_another_training_seed_trains_another_network_on_the_same_split(tiny_set, tiny_classifier, tmp_path,
+                                                                         monkeypatch):
+    import keras
+
+    from brainml import train as training
+
+    seeds = {}
+    real_pipeline, real_seed = training.tf_dataset, keras.utils.set_random_seed
+    def pipeline(*args, **kwargs):
+        if args[3]:  # the training pipeline: its shuffling and augmentation seed
+            seeds["pipeline"] = args[4]
+        return real_pipeline(*args, **kwargs)
+    monkeypatch.setattr(training, "tf_dataset", pipeline)
+    monkeypatch.setattr(keras.utils, "set_random_seed", lambda seed: (seeds.setdefault("global", seed), real_seed(seed)))
+    first = tiny_classifier.card
+    again = train(TrainConfig(task="classify", data=str(tiny_set), out=str(tmp_path / "again"), epochs=1, batch_size=8,
+                              size=32, val_split=0.25, train_seed=7), log=lambda line: None).card
+    assert seeds == {"pipeline": 7, "global": 7}
+    assert again.provenance["config"]["train_seed"] == 7 and again.provenance["split"] == first.provenance["split"]
+    assert again.held_out_labels == first.held_out_labels
