@@ -436,12 +436,13 @@ def _summary(report: dict) -> str:
             interval = f" (95% CI {low:.3f}-{high:.3f})" if low is not None and high is not None else ""
             value = report.get(name)
             lines.append(f"  {name:<12} {value:.4f}{interval}" if value is not None else f"  {name:<12} n/a")
-        return "\n".join(lines + _goal_lines(report) + _by_size_lines(report) + _by_patient_lines(report) + _by_category_lines(report))
-    lines = [f"classifier on {report['n']} {images}: accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}"]
+        return "\n".join(lines + _breakdown_lines(report))
+    lines = [f"classifier on {report['n']} {images}: accuracy {report['accuracy']:.4f}, "
+             f"macro F1 {report['macro_f1']:.4f}"]
     for name, values in report.get("per_class", {}).items():
         lines.append(f"  {name:<11} precision {values['precision'] or 0:.3f} recall {values['recall'] or 0:.3f} "
                      f"f1 {values['f1'] or 0:.3f} n={values['support']}")
-    return "\n".join(lines + _goal_lines(report) + _by_size_lines(report) + _by_patient_lines(report) + _by_category_lines(report))
+    return "\n".join(lines + _breakdown_lines(report))
 
 
 def _by_size_lines(report: dict) -> list[str]:
@@ -453,6 +454,11 @@ def _by_size_lines(report: dict) -> list[str]:
         value = "n/a" if row["rate"] is None else f"{row['rate']:.3f} (95% CI {row['rate_ci'][0]:.3f}-{row['rate_ci'][1]:.3f})"
         lines.append(f"  {row['bin']:<8} n={row['n']:<5} {value}")
     return lines
+
+
+def _breakdown_lines(report: dict) -> list[str]:
+    """Everything under the headline figures: the goals, then the breakdowns by lesion size, patient and category."""
+    return _goal_lines(report) + _by_size_lines(report) + _by_patient_lines(report) + _by_category_lines(report)
 
 
 def _goal_lines(report: dict) -> list[str]:

@@ -34,7 +34,8 @@ def check_goals(task: str, metrics: dict, localisation: dict | None = None) -> l
     """Each of the task's goals against ``metrics`` (a card's test metrics), then the pointing-game goal against
     ``localisation`` (a card's ``localisation``) when heatmaps were measured."""
     checks = [GoalCheck(name, goal, metrics.get(name)) for name, goal in GOALS.get(task, {}).items()]
-    overall = {method: rows["all"]["pointing_game"] for method, rows in ((localisation or {}).get("table") or {}).items()
+    table = (localisation or {}).get("table") or {}
+    overall = {method: rows["all"]["pointing_game"] for method, rows in table.items()
                if (rows.get("all") or {}).get("pointing_game") is not None}
     if overall:
         best = max(overall, key=overall.get)

@@ -239,11 +239,11 @@ def _fit(config: TrainConfig, spec: PrepSpec, loaded, targets, classes, use_mask
     class_weight = len(targets["train"]) / (len(counts) * np.maximum(counts, 1))
     one_hot = _soft_targets(config)
     train_data = tf_dataset(loaded["train"].inputs, _target_array(targets["train"], n_outputs, one_hot), batch_size,
-                            True, _training_seed(config), class_weight[targets["train"]], loaded["train"].masks, mask_grid or 8,
-                            augment=config.augment, masks_known=loaded["train"].masks_known,
+                            True, _training_seed(config), class_weight[targets["train"]], loaded["train"].masks,
+                            mask_grid or 8, augment=config.augment, masks_known=loaded["train"].masks_known,
                             augmentation_strength=config.augmentation, mixup=config.mixup)
-    val_data = tf_dataset(loaded["validation"].inputs, _target_array(targets["validation"], n_outputs, one_hot), batch_size,
-                          False, masks=loaded["validation"].masks, mask_grid=mask_grid or 8,
+    val_data = tf_dataset(loaded["validation"].inputs, _target_array(targets["validation"], n_outputs, one_hot),
+                          batch_size, False, masks=loaded["validation"].masks, mask_grid=mask_grid or 8,
                           masks_known=loaded["validation"].masks_known)
     # Stop on the verdict's own quality (validation AUC, or accuracy for a classifier), not on a loss that the
     # lesion-map head shares and that swings more from epoch to epoch.

@@ -195,7 +195,8 @@ def test_mixup_blends_each_image_with_its_targets_weights_and_lesion_cells_alike
     shares = y  # each row: how much of each sample the blend holds
     assert np.allclose(shares.sum(axis=1), 1) and np.all(shares.max(axis=1) >= 0.5 - 1e-6)
     assert np.any(shares.max(axis=1) < 1 - 1e-3)  # something was blended
-    assert np.allclose(image[:, 0, 0, 0], shares @ np.arange(n)) and np.allclose(image.std(axis=(1, 2, 3)), 0, atol=1e-5)
+    assert np.allclose(image[:, 0, 0, 0], shares @ np.arange(n))
+    assert np.allclose(image.std(axis=(1, 2, 3)), 0, atol=1e-5)
     assert np.allclose(w, shares @ np.arange(1, n + 1))
     lesion = batch[1]["lesion_map"].numpy()[:, 0, 0, 0]
     assert np.allclose(lesion, shares[:, :2].sum(axis=1))

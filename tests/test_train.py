@@ -173,7 +173,8 @@ def test_another_training_seed_trains_another_network_on_the_same_split(tiny_set
             seeds["pipeline"] = args[4]
         return real_pipeline(*args, **kwargs)
     monkeypatch.setattr(training, "tf_dataset", pipeline)
-    monkeypatch.setattr(keras.utils, "set_random_seed", lambda seed: (seeds.setdefault("global", seed), real_seed(seed)))
+    monkeypatch.setattr(keras.utils, "set_random_seed",
+                        lambda seed: (seeds.setdefault("global", seed), real_seed(seed)))
     first = tiny_classifier.card
     again = train(TrainConfig(task="classify", data=str(tiny_set), out=str(tmp_path / "again"), epochs=1, batch_size=8,
                               size=32, val_split=0.25, train_seed=7), log=lambda line: None).card

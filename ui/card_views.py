@@ -84,7 +84,8 @@ def goals_table(card, key: str, container=st) -> None:
     nothing for a model that learned from synthetic slices (its test figures say nothing about patients)."""
     if card.trained_on_synthetic:
         return
-    checks = [check for check in check_goals(card.task, card.metrics or {}, card.localisation) if check.value is not None]
+    checks = [check for check in check_goals(card.task, card.metrics or {}, card.localisation)
+              if check.value is not None]
     if not checks:
         return
     container.markdown("#### Against BrainML's goals")
